@@ -16,8 +16,12 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/flow.h"
 
 namespace ferry::repair {
+
+using ferry::Endpoint;
+using ferry::FlowId;
 
 // Values are the kernel's (include/net/tcp_states.h), so they can be
 // compared with tcp_info.tcpi_state and sock_diag directly.
@@ -38,35 +42,6 @@ enum class TcpState : uint8_t {
 // "ESTABLISHED", "FIN_WAIT1", ... as the kernel and ss(8) spell them.
 const char *toString(TcpState state);
 std::optional<TcpState> tcpStateFromString(std::string_view name);
-
-// One end of a flow. `family` is AF_INET or AF_INET6; an IPv4-mapped IPv6
-// address (::ffff:a.b.c.d) stays AF_INET6 so a dual-stack socket comes back
-// dual-stack.
-struct Endpoint {
-	int family = AF_UNSPEC;
-	std::array<uint8_t, 16> address{}; // network order; IPv4 uses the first 4 bytes
-	uint16_t port = 0;                 // host order
-	uint32_t scopeId = 0;              // IPv6 link-local scope, else 0
-
-	static Result<Endpoint> fromSockaddr(const sockaddr *sa, socklen_t len);
-	// Parses "198.51.100.1:80", "[2001:db8::1]:80" or "[::ffff:198.51.100.1]:80".
-	static Result<Endpoint> parse(std::string_view text);
-	sockaddr_storage toSockaddr(socklen_t &len) const;
-	std::string addressString() const; // without the port
-	std::string toString() const;      // "198.51.100.1:80", "[2001:db8::1]:80"
-	bool isV4Mapped() const;
-
-	friend bool operator==(const Endpoint &, const Endpoint &) = default;
-};
-
-// The 4-tuple that names a connection in errors, logs and lock rules.
-struct FlowId {
-	Endpoint local;
-	Endpoint remote;
-
-	std::string toString() const; // "local->remote"
-	friend bool operator==(const FlowId &, const FlowId &) = default;
-};
 
 // TCP_REPAIR_WINDOW (struct tcp_repair_window), kernel >= 4.8.
 struct RepairWindow {
