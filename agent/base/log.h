@@ -104,8 +104,9 @@ using log::kv;
 
 #define FERRY_DECLARE_LOG_CATEGORY(fn) ::ferry::log::Category &fn()
 
+// A for statement rather than if/else, so that FERRY_LOG under an
+// unbraced if never pairs with the caller's else.
 #define FERRY_LOG(category, level)                                         \
-	if (!(category)().enabled(::ferry::log::Level::level))                 \
-		;                                                                  \
-	else                                                                   \
+	for (bool ferry_log_on_ = (category)().enabled(::ferry::log::Level::level); \
+	     ferry_log_on_; ferry_log_on_ = false)                             \
 		::ferry::log::Line((category)(), ::ferry::log::Level::level)

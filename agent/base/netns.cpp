@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace ferry {
 
@@ -46,6 +49,26 @@ Result<ino_t> netnsInode(int netnsFd)
 	if (::fstat(netnsFd, &st) < 0)
 		return errnoError("cannot stat network namespace fd");
 	return st.st_ino;
+}
+
+Result<ScopedNetns> ScopedNetns::enter(int netnsFd)
+{
+	UniqueFd original(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+	if (!original)
+		return errnoError("cannot open the calling thread's network namespace");
+	FERRY_TRY(detail::enterNetns(netnsFd));
+	return ScopedNetns(std::move(original));
+}
+
+ScopedNetns::~ScopedNetns()
+{
+	if (!original_)
+		return; // moved from
+	if (::setns(original_.get(), CLONE_NEWNET) < 0) {
+		std::fprintf(stderr, "ferry: cannot return to the original network namespace: %s; aborting\n",
+			     std::strerror(errno));
+		std::abort();
+	}
 }
 
 namespace detail {

@@ -8,7 +8,9 @@
 // returned and used from any thread afterwards.
 //
 // The cost is one thread creation per call (tens of microseconds): batch
-// work for many sockets into one call.
+// work for many sockets into one call, or, where the work must stay on the
+// calling thread (an HTTP handler decoding an upload as it arrives), use
+// ScopedNetns.
 #pragma once
 
 #include <sys/types.h>
@@ -38,6 +40,31 @@ Result<ino_t> netnsInode(int netnsFd);
 namespace detail {
 Status enterNetns(int netnsFd);
 }
+
+// Moves the calling thread into a network namespace for the guard's
+// lifetime and back into the namespace it came from when it ends.
+//
+//   FERRY_TRY_ASSIGN(ScopedNetns inside, ScopedNetns::enter(netnsFd));
+//   ... sockets created here belong to the target namespace ...
+//   // back in the original namespace at the end of the scope
+//
+// If the thread cannot return to its original namespace the process
+// aborts: carrying on in the wrong namespace would silently misdirect
+// every later socket and netlink call of that thread. Move-only; not to be
+// moved across threads.
+class ScopedNetns {
+public:
+	static Result<ScopedNetns> enter(int netnsFd);
+
+	ScopedNetns(ScopedNetns &&other) noexcept = default;
+	ScopedNetns &operator=(ScopedNetns &&) = delete;
+	ScopedNetns(const ScopedNetns &) = delete;
+	~ScopedNetns();
+
+private:
+	explicit ScopedNetns(UniqueFd original) : original_(std::move(original)) {}
+	UniqueFd original_;
+};
 
 // Runs fn() inside the namespace `netnsFd` (borrowed for the call) and
 // returns its result. fn returns Status or Result<T>; a failure to enter the

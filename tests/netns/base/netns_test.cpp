@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include "base/netns.h"
@@ -85,4 +86,31 @@ TEST_CASE("bad namespace specs are refused with a clear error")
 	CHECK(missing.error().context.find("/run/netns/ferry-no-such-netns") != std::string::npos);
 	CHECK_FALSE(openNetns("pid:abc").ok());
 	CHECK_FALSE(openNetns("../etc").ok());
+}
+
+TEST_CASE("ScopedNetns enters for its scope and returns")
+{
+	test::TestNetwork net;
+	const test::TestHost &host = net.addIsolatedHost("inner");
+	auto target = openNetns(host.netns);
+	REQUIRE(target.ok());
+	ino_t targetInode = *netnsInode(target->get());
+	ino_t before = *netnsInode(openNetns("self")->get());
+	{
+		auto inside = ScopedNetns::enter(target->get());
+		REQUIRE(inside.ok());
+		CHECK(*netnsInode(openNetns("self")->get()) == targetInode);
+		ScopedNetns moved = std::move(*inside);
+		CHECK(*netnsInode(openNetns("self")->get()) == targetInode);
+	}
+	CHECK(*netnsInode(openNetns("self")->get()) == before);
+}
+
+TEST_CASE("ScopedNetns refuses an fd that is not a namespace and stays put")
+{
+	ino_t before = *netnsInode(openNetns("self")->get());
+	UniqueFd notNetns(::open("/dev/null", O_RDONLY));
+	auto inside = ScopedNetns::enter(notNetns.get());
+	CHECK_FALSE(inside.ok());
+	CHECK(*netnsInode(openNetns("self")->get()) == before);
 }
