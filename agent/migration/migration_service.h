@@ -126,6 +126,11 @@ struct PrepareReply {
 	std::chrono::milliseconds commitDeadline{0}; // D aborts if no commit comes in time
 };
 
+// commitIncoming(): what the source hands over at commit.
+struct CommitRequest {
+	std::string workloadState; // the blob the source workload handed over (may be empty)
+};
+
 // What D reports when the image has been received and restored.
 struct ImageReceipt {
 	uint32_t connectionsRestored = 0;
@@ -203,7 +208,7 @@ public:
 	// Blocks until the body has ended and every socket is restored (or it
 	// failed, in which case the migration is aborted on this side).
 	virtual Result<ImageReceipt> receiveImage(std::string_view id, const ImageBody &body) = 0;
-	virtual Status commitIncoming(std::string_view id) = 0;
+	virtual Status commitIncoming(std::string_view id, const CommitRequest &request) = 0;
 
 	// Either role, before commit. Idempotent: aborting an aborted
 	// migration succeeds; aborting a committed one is EALREADY.

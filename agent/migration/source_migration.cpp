@@ -1,0 +1,641 @@
+#include "source_migration.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <thread>
+
+#include "base/log.h"
+#include "base/netns.h"
+#include "migration/process_freeze.h"
+#include "netlink/address_switch.h"
+#include "netlink/sock_diag.h"
+#include "netlink/socket_owner.h"
+#include "netlock/lock_sweep.h"
+#include "repair/socket_repair.h"
+#include "transport/image_writer.h"
+
+namespace ferry::migration {
+
+FERRY_LOG_CATEGORY(logMigration, "migration")
+
+namespace {
+
+// Journal steps of a source migration, in order.
+constexpr const char *kCreated = "created";
+constexpr const char *kNegotiated = "negotiated";
+constexpr const char *kFreezing = "freezing";
+constexpr const char *kLocking = "locking";
+constexpr const char *kDumping = "dumping";
+constexpr const char *kStreamed = "streamed";
+constexpr const char *kRemovingAddresses = "removing_addresses";
+constexpr const char *kCommitSent = "commit_sent";
+constexpr const char *kCommitted = "committed";
+constexpr const char *kAborting = "aborting";
+constexpr const char *kAborted = "aborted";
+
+// How much image the producer prepares per call: large enough that the
+// namespace entry and the zstd flush are amortised over many sockets,
+// small enough that the destination starts restoring at once.
+constexpr size_t kBatchBytes = 256 * 1024;
+constexpr size_t kBatchSockets = 256;
+
+constexpr auto kKillTimeout = std::chrono::milliseconds(2000);
+constexpr auto kStopTimeout = std::chrono::milliseconds(2000);
+
+struct TakenSocket {
+	netlink::TcpSocketInfo info;
+	netlink::SocketHolder holder;
+	UniqueFd fd;
+	std::optional<repair::ConnectionSnapshot> snapshot; // set once in repair mode
+};
+
+std::string formatHolders(const std::vector<TakenSocket> &sockets)
+{
+	std::string out;
+	for (const TakenSocket &s : sockets) {
+		if (!out.empty())
+			out.push_back(' ');
+		out += std::to_string(s.holder.pid) + ":" + std::to_string(s.holder.fd) + ":" +
+		       std::to_string(s.info.inode);
+	}
+	return out;
+}
+
+struct JournaledHolder {
+	pid_t pid = 0;
+	int fd = -1;
+	uint64_t inode = 0;
+};
+
+std::vector<JournaledHolder> parseHolders(std::string_view text)
+{
+	std::vector<JournaledHolder> out;
+	while (!text.empty()) {
+		size_t space = text.find(' ');
+		std::string_view item = text.substr(0, space);
+		text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+		size_t a = item.find(':');
+		size_t b = item.rfind(':');
+		if (a == std::string_view::npos || a == b)
+			continue;
+		JournaledHolder h;
+		std::from_chars(item.data(), item.data() + a, h.pid);
+		std::from_chars(item.data() + a + 1, item.data() + b, h.fd);
+		std::from_chars(item.data() + b + 1, item.data() + item.size(), h.inode);
+		out.push_back(h);
+	}
+	return out;
+}
+
+std::string formatAddresses(const std::vector<AddressMove> &moves)
+{
+	std::string out;
+	for (const AddressMove &m : moves) {
+		if (!out.empty())
+			out.push_back(' ');
+		out += m.cidr + "@" + m.sourceInterface;
+	}
+	return out;
+}
+
+std::vector<AddressMove> parseAddresses(std::string_view text)
+{
+	std::vector<AddressMove> out;
+	while (!text.empty()) {
+		size_t space = text.find(' ');
+		std::string_view item = text.substr(0, space);
+		text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+		size_t at = item.rfind('@');
+		if (at == std::string_view::npos)
+			continue;
+		out.push_back(AddressMove{std::string(item.substr(0, at)), std::string(item.substr(at + 1)), {}});
+	}
+	return out;
+}
+
+bool isConnected(const netlink::TcpSocketInfo &info)
+{
+	return info.state != netlink::TcpSocketState::Listen && info.flow.remote.family != AF_UNSPEC &&
+	       info.flow.remote.port != 0;
+}
+
+std::map<std::string, bool> featureMap(const repair::KernelFeatures &f)
+{
+	return {
+		{"repair", f.repair},
+		{"repair_window", f.repairWindow},
+		{"timestamp", f.timestamp},
+		{"half_closed_repair", f.halfClosedRepair},
+		{"buffer_lock", f.bufferLock},
+		{"ipv6", f.ipv6},
+	};
+}
+
+// Puts back addresses that were removed, in reverse order.
+void restoreAddresses(int netnsFd, const std::vector<AddressMove> &removed, const std::string &id)
+{
+	for (auto it = removed.rbegin(); it != removed.rend(); ++it) {
+		auto address = netlink::ServiceAddress::parse(it->cidr);
+		if (!address.ok())
+			continue;
+		auto has = netlink::hasAddress(netnsFd, it->sourceInterface, *address);
+		if (has.ok() && *has)
+			continue;
+		Status s = netlink::addAddress(netnsFd, it->sourceInterface, *address);
+		if (!s.ok())
+			FERRY_LOG(logMigration, Error) << "cannot put the service address back" << kv("migration", id)
+						       << kv("address", it->cidr) << kv("error", s.error().message());
+	}
+}
+
+} // namespace
+
+struct SourceMigration::State {
+	MigrationContext &context;
+	MigrationRecordPtr record;
+	MigrationRequest request;
+	JournalFile journal;
+
+	std::string netnsSpec;
+	UniqueFd netns;
+	std::vector<TakenSocket> sockets;
+	std::vector<ProcessRef> stopped;   // frozen with SIGSTOP
+	std::optional<pid_t> handedOff;    // frozen by its own handoff
+	std::string workloadState;
+	netlock::FlowLockPtr lock;
+	std::vector<AddressMove> removed;
+	PeerAgentPtr peer;
+	bool negotiated = false;
+
+	State(MigrationContext &c, MigrationRecordPtr r, MigrationRequest q, JournalFile j)
+		: context(c), record(std::move(r)), request(std::move(q)), journal(std::move(j))
+	{
+	}
+
+	const std::string &id() const { return record->id(); }
+
+	Status forward();
+	Status discover();
+	Status negotiate();
+	Status freeze();
+	Status lockFlows();
+	Status stream();
+	Status switchAddresses();
+	Status commit();
+	void finishCommitted();
+	void rollBack(const Error &error);
+	Status checkAbort() const;
+};
+
+Status SourceMigration::State::checkAbort() const
+{
+	if (record->abortRequested())
+		return makeError("migration aborted: " + record->abortReason(), ECANCELED);
+	return {};
+}
+
+Status SourceMigration::State::discover()
+{
+	const ConnectionSelection &sel = request.selection;
+	if (sel.pid)
+		netnsSpec = "pid:" + std::to_string(*sel.pid);
+	else if (!sel.netns.empty() && !sel.localPorts.empty())
+		netnsSpec = sel.netns;
+	else
+		return makeError("select connections with a pid, or with a netns and local ports", EINVAL);
+	FERRY_TRY_ASSIGN(netns, openNetns(netnsSpec));
+
+	netlink::SocketFilter filter;
+	filter.localPorts = sel.localPorts;
+	FERRY_TRY_ASSIGN(std::vector<netlink::TcpSocketInfo> found, netlink::listTcpSockets(netns.get(), filter));
+	// Without a pid, the owners are found among all processes; the agent's
+	// own sockets are never part of a migration.
+	FERRY_TRY_ASSIGN(netlink::SocketOwnerMap owners, netlink::mapSocketOwners(sel.pid ? *sel.pid : 1));
+
+	netlink::SocketTaker taker;
+	for (const netlink::TcpSocketInfo &info : found) {
+		if (info.state == netlink::TcpSocketState::Listen && !sel.includeListeners)
+			continue;
+		const std::vector<netlink::SocketHolder> *holders = owners.find(info.inode);
+		if (!holders)
+			continue; // TIME_WAIT, SYN_RECV, orphans: no process holds them
+		auto holder = std::find_if(holders->begin(), holders->end(),
+					   [](const netlink::SocketHolder &h) { return h.pid != ::getpid(); });
+		if (holder == holders->end())
+			continue;
+		auto fd = taker.take(holder->pid, holder->fd, info.inode);
+		if (!fd.ok())
+			return std::move(fd).error().at("flow", info.flow.toString());
+		sockets.push_back(TakenSocket{info, *holder, std::move(*fd), std::nullopt});
+	}
+	if (sockets.empty())
+		return makeError("no connections match the selection", ENOENT).at("netns", netnsSpec);
+
+	uint32_t count = static_cast<uint32_t>(sockets.size());
+	record->setConnections(count);
+	FERRY_LOG(logMigration, Info) << "selected connections" << kv("migration", id()) << kv("count", count)
+				      << kv("netns", netnsSpec);
+	return {};
+}
+
+Status SourceMigration::State::negotiate()
+{
+	FERRY_TRY_ASSIGN(peer, context.peers(request.targetAgent));
+	PrepareRequest prepare;
+	prepare.migrationId = id();
+	prepare.sourceAgent = context.agentUrl;
+	prepare.sourceVersion = context.version;
+	prepare.kernelFeatures = featureMap(context.features);
+	prepare.targetNetns = request.targetNetns;
+	prepare.addresses = request.addresses;
+	prepare.handoff = request.handoff;
+	for (const TakenSocket &s : sockets) {
+		ConnectionSummary summary;
+		summary.flow = s.info.flow;
+		summary.state = netlink::tcpStateName(s.info.state);
+		summary.receiveQueueBytes = s.info.receiveQueue;
+		summary.sendQueueBytes = s.info.sendQueue;
+		prepare.imageBytesHint += s.info.receiveQueue + s.info.sendQueue + 512;
+		prepare.connections.push_back(std::move(summary));
+	}
+	FERRY_TRY_ASSIGN(PrepareReply reply, peer->prepare(prepare));
+	negotiated = true;
+	if (!reply.netnsReady)
+		return makeError("the destination's target namespace is not ready", EAGAIN)
+			.at("netns", request.targetNetns);
+	if (!reply.addressesAvailable)
+		return makeError("a service address is already configured on the destination", EEXIST);
+	FERRY_TRY(journal.append(kNegotiated, {{"destination_version", reply.destinationVersion}}));
+	record->enter(Phase::Prepared);
+	return {};
+}
+
+Status SourceMigration::State::freeze()
+{
+	std::vector<pid_t> pids;
+	for (const TakenSocket &s : sockets)
+		if (std::find(pids.begin(), pids.end(), s.holder.pid) == pids.end())
+			pids.push_back(s.holder.pid);
+
+	if (request.selection.pid && context.handoff) {
+		auto workload = context.handoff->findWorkload(*request.selection.pid);
+		if (workload.ok()) {
+			FERRY_TRY(journal.append(kFreezing, {{"mode", "handoff"}, {"pid", std::to_string(*workload)}}));
+			record->markBlackoutStart();
+			FERRY_TRY_ASSIGN(workloadState,
+					 context.handoff->prepare(*workload, id(), context.policy.handoffTimeout));
+			handedOff = *workload;
+			record->enter(Phase::Frozen, "workload handed over");
+			return {};
+		}
+	}
+
+	// SIGSTOP the whole tree (or the holders, without a pid) so that no
+	// thread of the workload touches a socket while it is read.
+	std::vector<pid_t> targets = pids;
+	if (request.selection.pid) {
+		FERRY_TRY_ASSIGN(targets, netlink::processTree(*request.selection.pid));
+	}
+	std::vector<ProcessRef> refs;
+	for (pid_t pid : targets) {
+		FERRY_TRY_ASSIGN(ProcessRef ref, processRef(pid));
+		refs.push_back(ref);
+	}
+	FERRY_TRY(journal.append(kFreezing, {{"mode", "stop"}, {"processes", formatProcesses(refs)}}));
+	record->markBlackoutStart();
+	stopped = refs;
+	FERRY_TRY(stopProcesses(refs, kStopTimeout));
+	record->enter(Phase::Frozen);
+	return {};
+}
+
+Status SourceMigration::State::lockFlows()
+{
+	std::vector<FlowId> flows;
+	for (const TakenSocket &s : sockets)
+		if (isConnected(s.info))
+			flows.push_back(s.info.flow);
+	netlock::LockStrategy strategy = context.policy.lockStrategy;
+	if (!request.lockStrategy.empty()) {
+		auto parsed = netlock::parseLockStrategy(request.lockStrategy);
+		if (!parsed)
+			return makeError("unknown lock strategy '" + request.lockStrategy + "'", EINVAL);
+		strategy = *parsed;
+	}
+	FERRY_TRY(journal.append(kLocking, {{"netns", netnsSpec}, {"strategy", std::string(netlock::strategyName(strategy))}}));
+	lock = netlock::makeFlowLock(strategy);
+	record->markLockStart();
+	FERRY_TRY(lock->lock(netnsSpec, id(), flows, repair::kCraftedPacketMark));
+	record->enter(Phase::Locked);
+	return {};
+}
+
+Status SourceMigration::State::stream()
+{
+	FERRY_TRY(journal.append(kDumping, {{"holders", formatHolders(sockets)}}));
+	record->enter(Phase::Streaming);
+
+	std::vector<uint8_t> pending;
+	std::optional<transport::ImageWriter> writer;
+	size_t next = 0;
+	bool finished = false;
+	uint64_t queueBytes = 0;
+
+	ImageProducer producer = [&](const ChunkSink &sink) -> Result<bool> {
+		FERRY_TRY(checkAbort());
+		if (!writer) {
+			transport::ImageHeader header;
+			header.producer = context.version;
+			header.kernelFeatures = featureMap(context.features);
+			FERRY_TRY_ASSIGN(transport::ImageWriter w,
+					 transport::ImageWriter::create(header, [&](std::span<const uint8_t> bytes) -> Status {
+						 pending.insert(pending.end(), bytes.begin(), bytes.end());
+						 return {};
+					 }));
+			writer.emplace(std::move(w));
+		} else if (next < sockets.size()) {
+			// snapshot() checks TCP-MD5 keys over sock_diag in the calling
+			// thread's namespace: dump from inside the workload's.
+			FERRY_TRY_ASSIGN(ScopedNetns inside, ScopedNetns::enter(netns.get()));
+			size_t batchEnd = std::min(sockets.size(), next + kBatchSockets);
+			while (next < batchEnd && pending.size() < kBatchBytes) {
+				TakenSocket &s = sockets[next];
+				auto snap = repair::snapshot(s.fd.get());
+				if (!snap.ok())
+					return std::move(snap).error().at("flow", s.info.flow.toString()).at("phase", "dump");
+				s.snapshot = std::move(*snap);
+				FERRY_TRY(writer->add(*s.snapshot));
+				queueBytes += s.snapshot->queuedBytes();
+				++next;
+			}
+			record->progress(static_cast<uint32_t>(next), static_cast<uint32_t>(sockets.size()), queueBytes);
+		} else if (!finished) {
+			FERRY_TRY(writer->finish());
+			finished = true;
+		}
+		if (!pending.empty()) {
+			FERRY_TRY(sink(pending));
+			pending.clear();
+		}
+		return !finished;
+	};
+
+	FERRY_TRY_ASSIGN(ImageReceipt receipt, peer->sendImage(id(), producer));
+	if (receipt.connectionsRestored != sockets.size())
+		return makeError("the destination restored " + std::to_string(receipt.connectionsRestored) + " of " +
+					 std::to_string(sockets.size()) + " connections",
+				 EPROTO);
+	record->addBytes(queueBytes, receipt.imageBytes);
+	FERRY_TRY(journal.append(kStreamed, {{"connections", std::to_string(receipt.connectionsRestored)},
+					     {"image_bytes", std::to_string(receipt.imageBytes)}}));
+	return {};
+}
+
+Status SourceMigration::State::switchAddresses()
+{
+	if (request.addresses.empty())
+		return {};
+	record->enter(Phase::Switching);
+	FERRY_TRY(journal.append(kRemovingAddresses, {{"addresses", formatAddresses(request.addresses)}}));
+	for (const AddressMove &move : request.addresses) {
+		FERRY_TRY_ASSIGN(netlink::ServiceAddress address, netlink::ServiceAddress::parse(move.cidr));
+		FERRY_TRY(netlink::removeAddress(netns.get(), move.sourceInterface, address));
+		removed.push_back(move);
+	}
+	return {};
+}
+
+Status SourceMigration::State::commit()
+{
+	FERRY_TRY(checkAbort());
+	record->enter(Phase::Committing);
+	FERRY_TRY(journal.append(kCommitSent));
+	Status sent = peer->commit(id(), CommitRequest{workloadState});
+	if (sent.ok())
+		return {};
+	// The answer may have been lost after the destination committed: only
+	// its own word decides. Ask until it answers or the deadline passes.
+	auto deadline = std::chrono::steady_clock::now() + context.policy.commitTimeout;
+	while (std::chrono::steady_clock::now() < deadline) {
+		auto status = peer->status(id());
+		if (status.ok() && status->phase == Phase::Committed)
+			return {};
+		if (status.ok() && status->phase == Phase::Aborted)
+			return makeError("the destination aborted the commit: " + status->error, ECANCELED);
+		if (!status.ok() && status.error().code == ENOENT)
+			return sent; // it never saw the migration through: safe to roll back
+		std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	}
+	// Unknown outcome: rolling back could duplicate the connections. Stay
+	// frozen and locked; recovery keeps asking.
+	return makeError("the destination did not confirm the commit: the outcome is unknown, the connections "
+			 "stay frozen until it answers",
+			 ETIMEDOUT);
+}
+
+void SourceMigration::State::finishCommitted()
+{
+	Status journaled = journal.append(kCommitted);
+	if (!journaled.ok())
+		FERRY_LOG(logMigration, Error) << "cannot journal the commit" << kv("migration", id())
+					       << kv("error", journaled.error().message());
+	record->markBlackoutEnd();
+
+	// End the workload first, then drop our references: the sockets are in
+	// repair mode, so the last close sends neither FIN nor RST.
+	if (handedOff && context.handoff) {
+		Status s = context.handoff->exit(*handedOff);
+		auto ref = processRef(*handedOff);
+		if (ref.ok())
+			killProcesses({*ref}, s.ok() ? kKillTimeout : std::chrono::milliseconds(0));
+	}
+	killProcesses(stopped, kKillTimeout);
+	for (TakenSocket &s : sockets) {
+		Status d = repair::discard(std::move(s.fd));
+		if (!d.ok())
+			FERRY_LOG(logMigration, Warn) << "discard failed" << kv("flow", s.info.flow.toString())
+						      << kv("error", d.error().message());
+	}
+	if (lock && lock->isLocked()) {
+		Status u = lock->unlock();
+		if (!u.ok())
+			FERRY_LOG(logMigration, Error) << "unlock failed" << kv("migration", id())
+						       << kv("error", u.error().message());
+	}
+	record->markLockEnd();
+	record->markTotalEnd();
+	Status retired = context.journal.retire(journal);
+	(void)retired;
+	record->enter(Phase::Committed);
+	FERRY_LOG(logMigration, Info) << "committed" << kv("migration", id()) << kv("role", "source");
+}
+
+void SourceMigration::State::rollBack(const Error &error)
+{
+	FERRY_LOG(logMigration, Warn) << "aborting" << kv("migration", id()) << kv("reason", error.message());
+	record->setError(error.message());
+	record->enter(Phase::Aborting, error.message());
+	(void)journal.append(kAborting, {{"reason", error.message()}});
+
+	if (peer && negotiated) {
+		Status told = peer->abort(id(), error.message());
+		if (!told.ok())
+			FERRY_LOG(logMigration, Warn) << "destination not told of the abort" << kv("migration", id())
+						      << kv("error", told.error().message());
+	}
+	if (netns)
+		restoreAddresses(netns.get(), removed, id());
+	for (auto it = sockets.rbegin(); it != sockets.rend(); ++it) {
+		if (!it->snapshot)
+			continue;
+		Status r = repair::release(it->fd.get(), *it->snapshot);
+		if (!r.ok())
+			FERRY_LOG(logMigration, Error) << "cannot release socket" << kv("flow", it->info.flow.toString())
+						       << kv("error", r.error().message());
+	}
+	if (lock && lock->isLocked()) {
+		Status u = lock->unlock();
+		if (!u.ok())
+			FERRY_LOG(logMigration, Error) << "unlock failed" << kv("migration", id())
+						       << kv("error", u.error().message());
+	}
+	record->markLockEnd();
+	if (handedOff && context.handoff)
+		(void)context.handoff->resume(*handedOff);
+	continueProcesses(stopped);
+	sockets.clear(); // our references only: the workload keeps its fds
+	(void)journal.append(kAborted, {{"reason", error.message()}});
+	(void)context.journal.retire(journal);
+	record->markTotalEnd();
+	record->enter(Phase::Aborted, error.message());
+}
+
+Status SourceMigration::State::forward()
+{
+	FERRY_TRY(journal.append(kCreated, {{"role", "source"}, {"peer", request.targetAgent}}));
+	FERRY_TRY(discover());
+	FERRY_TRY(checkAbort());
+	FERRY_TRY(negotiate());
+	FERRY_TRY(checkAbort());
+	FERRY_TRY(freeze());
+	FERRY_TRY(checkAbort());
+	FERRY_TRY(lockFlows());
+	FERRY_TRY(stream());
+	FERRY_TRY(checkAbort());
+	FERRY_TRY(switchAddresses());
+	return commit();
+}
+
+SourceMigration::SourceMigration(MigrationContext &context, MigrationRecordPtr record, MigrationRequest request,
+				 JournalFile journal)
+	: state_(std::make_unique<State>(context, std::move(record), std::move(request), std::move(journal)))
+{
+}
+
+SourceMigration::~SourceMigration() = default;
+
+void SourceMigration::run()
+{
+	Status s = state_->forward();
+	if (s.ok()) {
+		state_->finishCommitted();
+		return;
+	}
+	if (state_->journal.has(kCommitSent) && s.error().code == ETIMEDOUT) {
+		// Outcome unknown: leave everything frozen for recovery to finish.
+		state_->record->setError(s.error().message());
+		FERRY_LOG(logMigration, Error) << "commit outcome unknown" << kv("migration", state_->id());
+		return;
+	}
+	state_->rollBack(s.error().at("migration", state_->id()));
+}
+
+bool SourceMigration::recover(MigrationContext &context, MigrationRecord &record, JournalFile &journal)
+{
+	const std::string &id = record.id();
+	const JournalEntry *created = journal.last(kCreated);
+	std::string peerUrl = created ? created->field("peer") : std::string();
+	const JournalEntry *locking = journal.last(kLocking);
+	const JournalEntry *freezing = journal.last(kFreezing);
+	std::vector<ProcessRef> frozen;
+	if (freezing && freezing->field("mode") == "stop") {
+		auto parsed = parseProcesses(freezing->field("processes"));
+		if (parsed.ok())
+			frozen = *parsed;
+	}
+
+	auto unlock = [&] {
+		if (!locking)
+			return;
+		Status s = netlock::removeLock(locking->field("netns"), id);
+		if (!s.ok() && s.error().code != ENOENT)
+			FERRY_LOG(logMigration, Error) << "recovery: cannot remove lock" << kv("migration", id)
+						       << kv("error", s.error().message());
+	};
+
+	bool committed = journal.has(kCommitted);
+	if (!committed && journal.has(kCommitSent)) {
+		auto peer = context.peers(peerUrl);
+		if (!peer.ok())
+			return false;
+		auto status = (*peer)->status(id);
+		if (status.ok() && status->phase == Phase::Committed)
+			committed = true;
+		else if (status.ok() && !isTerminal(status->phase))
+			return false; // still deciding; ask again later
+		else if (!status.ok() && status.error().code != ENOENT)
+			return false; // unreachable
+	}
+
+	if (committed) {
+		// The connections live on the destination. The frozen workload
+		// still holds the repaired sockets: ending it closes them silently.
+		(void)journal.append(kCommitted, {{"recovered", "true"}});
+		killProcesses(frozen, kKillTimeout);
+		unlock();
+		(void)context.journal.retire(journal);
+		record.enter(Phase::Committed, "recovered after an agent restart");
+		return true;
+	}
+
+	// Roll back: sockets out of repair mode, addresses back, unlock, thaw.
+	record.enter(Phase::Aborting, "recovering after an agent restart");
+	(void)journal.append(kAborting, {{"reason", "agent restarted during the migration"}});
+	if (const JournalEntry *dumping = journal.last(kDumping)) {
+		netlink::SocketTaker taker;
+		for (const JournaledHolder &h : parseHolders(dumping->field("holders"))) {
+			auto fd = taker.take(h.pid, h.fd, h.inode);
+			if (!fd.ok())
+				continue; // the holder is gone: so is the socket
+			// Reading the socket again puts it (back) in repair mode
+			// and gives release() what it needs.
+			auto snap = repair::snapshot(fd->get());
+			if (snap.ok())
+				(void)repair::release(fd->get(), *snap);
+		}
+	}
+	if (const JournalEntry *removing = journal.last(kRemovingAddresses)) {
+		std::string netnsSpec = locking ? locking->field("netns") : std::string();
+		auto netnsFd = openNetns(netnsSpec);
+		if (netnsFd.ok())
+			restoreAddresses(netnsFd->get(), parseAddresses(removing->field("addresses")), id);
+	}
+	unlock();
+	// A handed-off workload sees its handoff connection close with the old
+	// agent and resumes on its own (docs/workloads.md).
+	continueProcesses(frozen);
+	if (!peerUrl.empty()) {
+		auto peer = context.peers(peerUrl);
+		if (peer.ok())
+			(void)(*peer)->abort(id, "source agent restarted during the migration");
+	}
+	(void)journal.append(kAborted, {{"reason", "agent restarted during the migration"}});
+	(void)context.journal.retire(journal);
+	record.setError("source agent restarted during the migration");
+	record.enter(Phase::Aborted, "recovered after an agent restart");
+	return true;
+}
+
+} // namespace ferry::migration

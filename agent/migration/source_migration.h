@@ -1,0 +1,50 @@
+// SourceMigration: the source agent's side of one migration.
+//
+// Runs on its own thread, from negotiation to Committed or Aborted:
+//
+//   discover sockets, take them (pidfd_getfd)   ─ before the freeze
+//   negotiate with the destination (prepare)    ─ before the freeze
+//   freeze (handoff or SIGSTOP)                 ─ blackout starts
+//   lock the flows (nftables)
+//   dump each socket (TCP_REPAIR) into the image, streamed to the
+//     destination as it is produced (pipelined)
+//   remove the service addresses
+//   commit on the destination                   ─ blackout ends
+//   discard the sockets silently, unlock, end the frozen workload
+//
+// Every step is journaled (fsync) before it is taken. Until the commit has
+// been sent, any failure or abort() rolls back in reverse: addresses back,
+// sockets out of repair mode (byte-exact), unlock, thaw, and the
+// destination is told to drop what it built. After the commit has been
+// sent, the outcome is the destination's: the source asks it, and finishes
+// or rolls back as it says.
+#pragma once
+
+#include <memory>
+
+#include "migration/migration_context.h"
+#include "migration/migration_record.h"
+
+namespace ferry::migration {
+
+class SourceMigration {
+public:
+	SourceMigration(MigrationContext &context, MigrationRecordPtr record, MigrationRequest request,
+			JournalFile journal);
+	~SourceMigration();
+
+	// Drives the migration to its end. Call once, on a thread of its own.
+	void run();
+
+	// Finishes a migration found in the journal at start-up, whose agent
+	// died: rolls back, or completes a commit the destination confirms.
+	// Returns false if the outcome cannot be known yet (the destination
+	// is unreachable after a commit was sent); the engine retries later.
+	static bool recover(MigrationContext &context, MigrationRecord &record, JournalFile &journal);
+
+private:
+	struct State;
+	std::unique_ptr<State> state_;
+};
+
+} // namespace ferry::migration
