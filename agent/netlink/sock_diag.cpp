@@ -217,10 +217,17 @@ Result<TcpSocketInfo> detail::decodeInetDiag(const nlmsghdr *message)
 	info.uid = msg.idiag_uid;
 	info.interface = msg.id.idiag_if;
 
+	// mnl_attr_parse() stops quietly at a malformed attribute; walk by hand
+	// so that one is reported instead of ignored.
 	AttributeTable table;
-	if (mnl_attr_parse(message, sizeof(inet_diag_msg), onDiagAttribute, &table) < 0)
-		return makeError("sock_diag answer has malformed attributes", EPROTO)
-			.at("flow", info.flow.toString());
+	const auto *tail = static_cast<const char *>(mnl_nlmsg_get_payload_tail(message));
+	auto *attribute = static_cast<const nlattr *>(mnl_nlmsg_get_payload_offset(message, sizeof(inet_diag_msg)));
+	while (mnl_attr_ok(attribute, static_cast<int>(tail - reinterpret_cast<const char *>(attribute)))) {
+		onDiagAttribute(attribute, &table);
+		attribute = mnl_attr_next(attribute);
+	}
+	if (reinterpret_cast<const char *>(attribute) != tail)
+		return makeError("sock_diag answer has a malformed attribute", EPROTO).at("flow", info.flow.toString());
 	info.notSentBytes = table.notSentBytes;
 	return info;
 }
