@@ -44,6 +44,19 @@ std::string currentNetnsLabel()
 	return std::string(link, static_cast<size_t>(n));
 }
 
+// The part of SocketFilter that the kernel does not apply.
+bool matchesAddresses(const SocketFilter &filter, const TcpSocketInfo &socket)
+{
+	if (!filter.localPorts.empty() &&
+	    std::find(filter.localPorts.begin(), filter.localPorts.end(), socket.flow.local.port) == filter.localPorts.end())
+		return false;
+	if (!filter.remotePrefixes.empty() &&
+	    std::none_of(filter.remotePrefixes.begin(), filter.remotePrefixes.end(),
+			 [&](const CidrPrefix &p) { return p.contains(socket.flow.remote); }))
+		return false;
+	return true;
+}
+
 struct DumpState {
 	const SocketFilter *filter;
 	std::vector<TcpSocketInfo> *out;
@@ -61,7 +74,9 @@ int onDiagMessage(const nlmsghdr *message, void *data)
 			state->firstError = std::move(info).error();
 		return MNL_CB_OK;
 	}
-	if (state->filter->matches(*info))
+	// The kernel has applied family and states already; not re-checking
+	// them here is what lets the tests see that it did.
+	if (matchesAddresses(*state->filter, *info))
 		state->out->push_back(std::move(*info));
 	return MNL_CB_OK;
 }
@@ -168,14 +183,7 @@ bool SocketFilter::matches(const TcpSocketInfo &socket) const
 		return false;
 	if (!states.contains(socket.state))
 		return false;
-	if (!localPorts.empty() &&
-	    std::find(localPorts.begin(), localPorts.end(), socket.flow.local.port) == localPorts.end())
-		return false;
-	if (!remotePrefixes.empty() &&
-	    std::none_of(remotePrefixes.begin(), remotePrefixes.end(),
-			 [&](const CidrPrefix &p) { return p.contains(socket.flow.remote); }))
-		return false;
-	return true;
+	return matchesAddresses(*this, socket);
 }
 
 void detail::MnlSocketCloser::operator()(mnl_socket *socket) const
