@@ -49,6 +49,11 @@ enum class LockStrategy {
 std::string_view strategyName(LockStrategy strategy);
 std::optional<LockStrategy> parseLockStrategy(std::string_view name);
 
+// Destroying a FlowLock closes its netlink socket. After an unlock() the
+// kernel makes that close wait for its deferred cleanup of the deleted
+// table (an RCU grace period, 10-20 ms here), so destroy the FlowLock off
+// the blackout's critical path; unlock() itself does not wait for it.
+// A FlowLock has one owner and is not safe for concurrent calls.
 class FlowLock {
 public:
 	virtual ~FlowLock() = default;
@@ -71,10 +76,11 @@ public:
 	virtual Status lock(std::string_view netns, std::string_view migrationId, std::span<const FlowId> flows,
 	                    uint32_t craftedMark) = 0;
 
-	// Removes the table atomically; the flows pass again. Uses the
-	// namespace opened by lock(), so it works even if the name under
-	// /run/netns went away. Precondition: locked. ENOENT if someone else
-	// removed the table; the FlowLock is unlocked afterwards either way.
+	// Removes the table atomically; the flows pass again when it returns.
+	// Acts through the netlink socket lock() opened inside the namespace, so
+	// it works even if the name under /run/netns went away. Precondition:
+	// locked. ENOENT if someone else removed the table; the FlowLock is
+	// unlocked afterwards either way.
 	virtual Status unlock() = 0;
 
 	virtual bool isLocked() const = 0;

@@ -332,10 +332,13 @@ public:
 		if (plan_.outbound != NftAction::Pass)
 			addChain(batch, table, Direction::Outbound, plan_.outbound, craftedMark);
 
-		Status applied = runInNetns(netnsFd->get(), [&]() -> Status {
-			FERRY_TRY_ASSIGN(NftSocket socket, NftSocket::open());
-			return socket.apply(batch);
-		});
+		// The socket is opened inside the namespace and kept until this
+		// FlowLock is destroyed: unlock() then needs neither a thread nor the
+		// namespace's name, and does not pay for closing it (see flow_lock.h).
+		Result<NftSocket> socket = runInNetns(netnsFd->get(), [] { return NftSocket::open(); });
+		if (!socket.ok())
+			return failed(std::move(socket).error());
+		Status applied = socket->apply(batch);
 		if (!applied.ok()) {
 			Error e = std::move(applied).error();
 			if (e.code == EEXIST)
@@ -344,7 +347,7 @@ public:
 		}
 		auto elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
 
-		netnsFd_ = std::move(*netnsFd);
+		socket_.emplace(std::move(*socket));
 		netns_ = std::string(netns);
 		migrationId_ = std::string(migrationId);
 		locked_ = true;
@@ -370,15 +373,12 @@ public:
 		nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
 		batch.add(NFT_MSG_DELTABLE, NFPROTO_INET, 0, "delete table inet " + table,
 		          [&](nlmsghdr *nlh) { nftnl_table_nlmsg_build_payload(nlh, t.get()); });
-		Status applied = runInNetns(netnsFd_.get(), [&]() -> Status {
-			FERRY_TRY_ASSIGN(NftSocket socket, NftSocket::open());
-			return socket.apply(batch);
-		});
+		Status applied = socket_->apply(batch);
 		if (!applied.ok() && applied.error().code != ENOENT)
 			return failed(std::move(applied).error());
-		// Unlocked either way: ENOENT means the table is already gone.
+		// Unlocked either way: ENOENT means the table is already gone. The
+		// socket stays open until destruction, see flow_lock.h.
 		locked_ = false;
-		netnsFd_.reset();
 		if (!applied.ok()) {
 			Error e = std::move(applied).error();
 			e.what += "; the lock table was already removed";
@@ -394,7 +394,7 @@ public:
 private:
 	LockStrategy strategy_;
 	NftLockPlan plan_;
-	UniqueFd netnsFd_;
+	std::optional<NftSocket> socket_; // bound to the locked namespace, from lock() on
 	std::string netns_;
 	std::string migrationId_;
 	bool locked_ = false;
