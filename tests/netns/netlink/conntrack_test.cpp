@@ -462,6 +462,38 @@ TEST_CASE("entries round-trip through restore and read, and are removed on rollb
 		CHECK_FALSE(slot.has_value());
 }
 
+TEST_CASE("a thousand entries are read and carried well within a blackout")
+{
+	test::TestNetwork net;
+	const test::TestHost d = net.addIsolatedHost("dest");
+	UniqueFd ns = d.open();
+	constexpr int kEntries = 1000;
+	std::vector<ConntrackEntry> entries;
+	std::vector<FlowId> flows;
+	for (int i = 0; i < kEntries; ++i) {
+		bool v6 = i % 2;
+		std::string client = v6 ? "[2001:db8::1]:" : "198.51.100.1:";
+		std::string server = v6 ? "[2001:db8::10]:8080" : "198.51.100.10:8080";
+		entries.push_back(syntheticEntry(client + std::to_string(20000 + i), server));
+		flows.push_back(FlowId{entries.back().original.destination, entries.back().original.source});
+	}
+	auto start = std::chrono::steady_clock::now();
+	Status created = netlink::restoreConntrack(ns.get(), entries);
+	auto restored = std::chrono::steady_clock::now();
+	auto read = netlink::readConntrack(ns.get(), flows);
+	auto done = std::chrono::steady_clock::now();
+	REQUIRE_MESSAGE(created.ok(), created.error().message());
+	REQUIRE(read.ok());
+	size_t found = 0;
+	for (const auto &slot : *read)
+		found += slot.has_value();
+	CHECK(found == kEntries);
+	auto ms = [](auto span) { return std::chrono::duration_cast<std::chrono::microseconds>(span).count() / 1000.0; };
+	MESSAGE("conntrack: restore " << kEntries << " entries " << ms(restored - start) << " ms, read " << ms(done - restored) << " ms");
+	CHECK(done - start < std::chrono::seconds(1));
+	REQUIRE(netlink::removeConntrack(ns.get(), entries).ok());
+}
+
 TEST_CASE("NATed entries are refused with a clear error, and nothing is created")
 {
 	test::TestNetwork net;
