@@ -11,6 +11,7 @@
 #pragma once
 
 #include <string>
+#include <deque>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -63,7 +64,7 @@ private:
 	std::string prefix_;
 	std::string switch_;
 	std::vector<std::string> created_;
-	std::vector<TestHost> hosts_;
+	std::deque<TestHost> hosts_; // a deque: references returned by addHost stay valid
 	int nextPort_ = 0;
 };
 
