@@ -328,8 +328,13 @@ Status SockDiag::dumpFamily(uint8_t family, const SocketFilter &filter, std::vec
 		int rc = mnl_cb_run(buffer_.data(), static_cast<size_t>(n), seq_, portId, onDiagMessage, &state);
 		if (rc == MNL_CB_STOP)
 			break;
-		if (rc < 0)
+		if (rc < 0) {
+			// inet_diag answers ENOENT when no handler for the protocol is
+			// loaded, which is what a user can fix.
+			if (errno == ENOENT)
+				return fail(errnoError("the kernel has no TCP sock_diag handler (load tcp_diag; CONFIG_INET_TCP_DIAG)"));
 			return fail(errnoError("the kernel refused the sock_diag dump"));
+		}
 	}
 	if (state.firstError)
 		return std::move(*state.firstError).at("phase", "discovery").at("netns", netnsLabel_).at("family", familyName(family));

@@ -56,6 +56,8 @@ public:
 	// The processes that were scanned (the tree, ascending).
 	const std::vector<pid_t> &processes() const { return processes_; }
 
+	// Filled by mapSocketOwners(); public so that tests and callers with
+	// holders from elsewhere (SCM_RIGHTS handoff) can build one.
 	void add(uint64_t inode, SocketHolder holder);
 	void setProcesses(std::vector<pid_t> processes) { processes_ = std::move(processes); }
 
