@@ -1,0 +1,96 @@
+// Snapshot and restore of one TCP socket with TCP_REPAIR.
+//
+// Life cycle of a migrated connection (DESIGN.md, phases 4, 6 and 8):
+//
+//   source                                  destination
+//   ------                                  -----------
+//   [flow locked]
+//   snap = snapshot(fd)     fd in repair    fd2 = restore(snap)    fd2 in repair
+//        ... image stream ...                [address up, flow locked]
+//   commit:  discard(std::move(fd))         resume(fd2, snap)      fd2 live
+//   abort:   release(fd, snap)              discard(std::move(fd2))
+//
+// Nothing here sends a byte of user data or a FIN/RST to the peer: repair
+// mode is exactly that guarantee, and the socket leaves it only in release()
+// and resume(). The caller must lock the flow (agent/netlock) before
+// snapshot() and until resume(): a socket in repair mode still processes
+// incoming segments, so an unlocked peer could change it while it is read.
+//
+// Every function works on the socket it is given and needs CAP_NET_ADMIN in
+// the user namespace owning the socket's network namespace. Functions that
+// create sockets or talk to the kernel about addresses (restore(), and the
+// TCP-MD5 check inside snapshot()) work in the calling thread's network
+// namespace: call them through runInNetns() for another namespace.
+//
+// Crafted segments. Half-closed and reset connections are rebuilt by making
+// the restored socket receive what the peer once sent: a FIN, the ACK of our
+// FIN, or a RST. restore() injects these with a raw socket, from the peer's
+// address to the socket's own (now local) address, over loopback. They carry
+// SO_MARK kCraftedPacketMark so that the flow lock can let them through while
+// it drops everything else of the flow. The local address must be configured
+// in the namespace when a half-closed or reset socket is restored.
+#pragma once
+
+#include <cstdint>
+
+#include "base/error.h"
+#include "base/unique_fd.h"
+#include "connection_snapshot.h"
+
+namespace ferry::repair {
+
+// SO_MARK of the segments restore() injects ("FERY"). The flow lock accepts
+// packets carrying it; see docs/repair.md.
+inline constexpr uint32_t kCraftedPacketMark = 0x46455259;
+
+// Reads the socket into a snapshot.
+//
+// Connected sockets (ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK,
+// CLOSING, and CLOSE with a peer: reset or fully closed) are put in repair
+// mode and LEFT in repair mode on success: the socket is frozen and is the
+// rollback until release() or discard(). On failure the socket is taken out
+// of repair mode again and is as it was (except for a pending SO_ERROR of a
+// CLOSE socket, which the kernel clears when it is read).
+//
+// Listening sockets are read without repair mode (the kernel refuses it for
+// listeners); their accept queue must be empty. Sockets that are only bound,
+// or neither bound nor connected, are read as they are.
+//
+// Refused, with an Error naming the flow and the reason: SYN_SENT, SYN_RECV,
+// TIME_WAIT, urgent data not yet read, TCP-MD5 or TCP-AO keys, any upper
+// layer protocol (TCP_ULP, e.g. kTLS), a listener with connections waiting
+// in its accept queue, a socket that is not TCP.
+Result<ConnectionSnapshot> snapshot(int fd);
+
+// Rollback on the source: leaves repair mode and re-applies what repair mode
+// changed (SO_REUSEADDR). The connection carries on where it stopped.
+// `snap` is the snapshot taken from this fd. No-op for listeners and
+// unconnected sockets.
+Status release(int fd, const ConnectionSnapshot &snap);
+
+// Closes a socket silently: no FIN, no RST reaches the peer, because the
+// socket is closed while in repair mode. Used on the source after commit and
+// on the destination after an abort. Turns repair mode on first if needed.
+// For listeners this is a plain close(): their accept queue was empty at
+// snapshot time and the flow lock holds new SYNs.
+Status discard(UniqueFd fd);
+
+// Rebuilds the socket in the calling thread's network namespace, in the
+// order the kernel requires, and returns it still in repair mode (connected
+// states) or ready (listeners, bound sockets). The unsent part of the send
+// queue and the options that must follow repair mode are applied by
+// resume(). Binding works before the address is configured here (the
+// socket is bound transparently), but half-closed and reset states need the
+// local address configured (see "Crafted segments" above).
+// On failure nothing is left behind: the partial socket is closed in repair
+// mode.
+Result<UniqueFd> restore(const ConnectionSnapshot &snap);
+
+// Commit on the destination: leaves repair mode (the kernel sends a window
+// probe, which makes the peer repeat its ACK and window), queues the unsent
+// data, replays a FIN that had not been sent yet, then sets the options that
+// must follow repair mode (SO_REUSEADDR, buffers and their locks, Nagle/cork,
+// keepalive, timeouts, lingering). `fd` must come from restore(snap).
+Status resume(int fd, const ConnectionSnapshot &snap);
+
+} // namespace ferry::repair
