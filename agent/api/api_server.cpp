@@ -186,6 +186,9 @@ Status ApiServer::setUp()
 	server_->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
 	// Small JSON replies inside the blackout must not wait for Nagle.
 	server_->set_tcp_nodelay(true);
+	// The source reuses one connection for prepare, image and commit; the
+	// commit is inside the blackout and must not pay for a new handshake.
+	server_->set_keep_alive_max_count(100);
 	server_->set_read_timeout(std::chrono::seconds(10));
 	server_->set_write_timeout(std::chrono::seconds(10));
 
