@@ -14,6 +14,7 @@
 #include "netlink/sock_diag.h"
 #include "netlock/lock_sweep.h"
 #include "repair/socket_repair.h"
+#include "repair/state_plan.h"
 #include "transport/image_reader.h"
 
 namespace ferry::migration {
@@ -87,6 +88,14 @@ std::string joinAddresses(const std::vector<AddressMove> &moves)
 	return out;
 }
 
+// Whether restore() injects segments from the peer to the local address
+// (docs/repair.md, "Half-closed states"): the address must be up first.
+bool needsLocalAddress(const repair::ConnectionSnapshot &snap)
+{
+	repair::StatePlan plan = repair::planFor(snap.state, snap.flow.remote.family != AF_UNSPEC, snap.socketError);
+	return plan.connected && (plan.peerFin || plan.ourFinAcked || plan.reset || snap.state == repair::TcpState::Close);
+}
+
 } // namespace
 
 Status checkPolicy(const EnginePolicy &policy, const PrepareRequest &request)
@@ -126,6 +135,10 @@ struct DestinationMigration::State {
 		repair::ConnectionSnapshot snapshot;
 	};
 	std::vector<Restored> restored;
+	// Half-closed and reset connections are finished with crafted segments
+	// addressed to their local address, which must be configured first:
+	// they are restored at commit, after the address switch.
+	std::vector<repair::ConnectionSnapshot> deferred;
 	std::vector<size_t> addedAddresses; // indexes into addresses
 	bool ended = false;
 
@@ -229,12 +242,14 @@ Status DestinationMigration::State::restoreOne(repair::ConnectionSnapshot &&snap
 		return makeError("the image holds connection " + snapshot.flow.toString() +
 					 ", which was not announced in negotiation",
 				 EACCES);
+	if (needsLocalAddress(snapshot)) {
+		deferred.push_back(std::move(snapshot));
+		return {};
+	}
 	FERRY_TRY_ASSIGN(UniqueFd fd, repair::restore(snapshot));
-	uint64_t bytes = snapshot.queuedBytes();
 	restored.push_back(Restored{std::move(fd), std::move(snapshot)});
-	record->progress(static_cast<uint32_t>(restored.size()), static_cast<uint32_t>(request.connections.size()),
-			 0);
-	(void)bytes;
+	record->progress(static_cast<uint32_t>(restored.size() + deferred.size()),
+			 static_cast<uint32_t>(request.connections.size()), 0);
 	return {};
 }
 
@@ -287,7 +302,7 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 						 std::to_string(s.request.connections.size()) + " were announced",
 					 EPROTO);
 		ImageReceipt r;
-		r.connectionsRestored = static_cast<uint32_t>(s.restored.size());
+		r.connectionsRestored = static_cast<uint32_t>(s.restored.size() + s.deferred.size());
 		r.imageBytes = compressed;
 		r.queueBytes = queueBytes;
 		return r;
@@ -330,6 +345,24 @@ Status DestinationMigration::commit(const CommitRequest &request)
 			return std::move(added).error().at("phase", "switch");
 		}
 		s.addedAddresses.push_back(i);
+	}
+
+	if (!s.deferred.empty()) {
+		Status late = [&]() -> Status {
+			FERRY_TRY_ASSIGN(ScopedNetns inside, ScopedNetns::enter(s.netns.get()));
+			for (repair::ConnectionSnapshot &snap : s.deferred) {
+				auto fd = repair::restore(snap);
+				if (!fd.ok())
+					return std::move(fd).error().at("flow", snap.flow.toString());
+				s.restored.push_back(State::Restored{std::move(*fd), std::move(snap)});
+			}
+			s.deferred.clear();
+			return {};
+		}();
+		if (!late.ok()) {
+			s.dropLocked(late.error().message());
+			return std::move(late).error().at("phase", "restore");
+		}
 	}
 
 	// From here the migration goes forward: the source has given up its

@@ -232,6 +232,11 @@ Status SourceMigration::State::discover()
 	}
 	if (sockets.empty())
 		return makeError("no connections match the selection", ENOENT).at("netns", netnsSpec);
+	// Listeners first: the destination must bind a listener before the
+	// connections that share its port (they may lack SO_REUSEADDR).
+	std::stable_partition(sockets.begin(), sockets.end(), [](const TakenSocket &s) {
+		return s.info.state == netlink::TcpSocketState::Listen;
+	});
 
 	uint32_t count = static_cast<uint32_t>(sockets.size());
 	record->setConnections(count);
