@@ -504,7 +504,9 @@ TEST_CASE("manifest fields are typed strictly; errors name the field and record"
 	CHECK(contains(json.what, "manifest JSON is not valid JSON"));
 	CHECK(contains(json.context, "jsonOffset=1"));
 	Error utf8 = rejectedLogical(withManifestEdit("\"cubic\"", "\"cu\xff\xfe\""));
-	CHECK(contains(utf8.what, "manifest JSON is not valid JSON"));
+	CHECK(contains(utf8.what, "'options.congestion' is not a congestion control name"));
+	Error name = rejectedLogical(withManifestEdit("\"cork\"", "\"c\xc3\xb6rk\""));
+	CHECK(contains(name.what, "is not part of format version 1"));
 }
 
 TEST_CASE("manifest consistency: listeners have no peer or queues, connections have a peer")
