@@ -1,19 +1,12 @@
 #include "image_round_trip.h"
 
-// FERRY_HAVE_TRANSPORT comes with ferry_transport_dep. Until
-// tests/support/meson.build links this library with it (one word:
-// ferry_repair_dep -> ferry_transport_dep), the round trip only copies, so
-// that the tests using it keep linking.
-#ifdef FERRY_HAVE_TRANSPORT
 #include <stdexcept>
 
 #include "transport/image_reader.h"
 #include "transport/image_writer.h"
-#endif
 
 namespace ferry::test {
 
-#ifdef FERRY_HAVE_TRANSPORT
 // Encodes into memory and decodes it again in small chunks, the way a
 // destination decodes an upload, so that round-trip tests restore exactly
 // what a destination would.
@@ -64,11 +57,5 @@ std::vector<repair::ConnectionSnapshot> throughImage(const std::vector<repair::C
 					 " snapshots, read " + std::to_string(decoded.size()));
 	return decoded;
 }
-#else
-std::vector<repair::ConnectionSnapshot> throughImage(const std::vector<repair::ConnectionSnapshot> &snapshots)
-{
-	return snapshots;
-}
-#endif
 
 } // namespace ferry::test
