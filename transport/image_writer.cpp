@@ -106,6 +106,18 @@ Status ImageWriter::add(const repair::ConnectionSnapshot &snapshot)
 	return {};
 }
 
+Status ImageWriter::flush()
+{
+	if (failure_)
+		return *failure_;
+	if (finished_)
+		return makeError("image writer: flush() after finish()", EINVAL).at("phase", "image-write");
+	Status s = drive(Mode::Flush);
+	if (!s)
+		return fail(std::move(s).error());
+	return {};
+}
+
 Status ImageWriter::addRecord(const repair::ConnectionSnapshot &snapshot)
 {
 	const ImageLimits &limits = options_.limits;

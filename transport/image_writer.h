@@ -62,6 +62,12 @@ public:
 	// (checkSnapshot) or the limits.
 	Status add(const repair::ConnectionSnapshot &snapshot);
 
+	// Hands everything added so far to the sink (a zstd flush). With
+	// flushEachRecord off, a producer that adds records in batches calls
+	// this after each batch: one flush per batch instead of per record
+	// keeps idle connections at ~11 instead of ~27 compressed bytes.
+	Status flush();
+
 	// Writes the trailer and closes the zstd frame. Afterwards the writer
 	// accepts nothing more.
 	Result<ImageSummary> finish();

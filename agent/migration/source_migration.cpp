@@ -354,11 +354,16 @@ Status SourceMigration::State::stream()
 			transport::ImageHeader header;
 			header.producer = context.version;
 			header.kernelFeatures = featureMap(context.features);
+			transport::WriterOptions options;
+			options.flushEachRecord = false; // one flush per batch, below
 			FERRY_TRY_ASSIGN(transport::ImageWriter w,
-					 transport::ImageWriter::create(header, [&](std::span<const uint8_t> bytes) -> Status {
-						 pending.insert(pending.end(), bytes.begin(), bytes.end());
-						 return {};
-					 }));
+					 transport::ImageWriter::create(
+						 header,
+						 [&](std::span<const uint8_t> bytes) -> Status {
+							 pending.insert(pending.end(), bytes.begin(), bytes.end());
+							 return {};
+						 },
+						 options));
 			writer.emplace(std::move(w));
 		} else if (next < sockets.size()) {
 			// snapshot() checks TCP-MD5 keys over sock_diag in the calling
@@ -375,6 +380,7 @@ Status SourceMigration::State::stream()
 				queueBytes += s.snapshot->queuedBytes();
 				++next;
 			}
+			FERRY_TRY(writer->flush());
 			record->progress(static_cast<uint32_t>(next), static_cast<uint32_t>(sockets.size()), queueBytes);
 		} else if (!finished) {
 			FERRY_TRY(writer->finish());
