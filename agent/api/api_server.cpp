@@ -34,6 +34,7 @@ constexpr size_t kMaxAbortReason = 4096;
 // stays silent before a comment line checks that the client is still there.
 constexpr auto kEventPoll = std::chrono::milliseconds(100);
 constexpr auto kEventHeartbeat = std::chrono::seconds(15);
+constexpr size_t kMaxQueuedEvents = 1024;
 // Bodies of refused requests are read and thrown away up to this size so
 // the connection can carry the next request; larger ones are left to the
 // keep-alive limit and the read timeout.
@@ -130,7 +131,7 @@ struct EventStream {
 	std::condition_variable wake;
 	std::deque<std::pair<std::string, bool>> pending; // (event text, terminal)
 	std::unique_ptr<migration::MigrationService::Subscription> subscription;
-	Clock::time_point lastWrite = Clock::now();
+	Clock::time_point lastWrite = Clock::now(); // the provider's thread only
 };
 
 } // namespace
@@ -518,6 +519,10 @@ void ApiServer::streamEvents(const std::string &id, Response &res)
 				return;
 			std::string text = "data: " + toJson(event) + "\n\n";
 			std::lock_guard lock(s->mutex);
+			// A client that does not read loses progress events, never
+			// the terminal one, and never makes the engine wait.
+			if (s->pending.size() >= kMaxQueuedEvents && !s->pending.front().second)
+				s->pending.pop_front();
 			s->pending.emplace_back(std::move(text), isTerminalPhase(event.phase));
 			s->wake.notify_one();
 		} catch (...) {
@@ -536,13 +541,18 @@ void ApiServer::streamEvents(const std::string &id, Response &res)
 	res.set_chunked_content_provider(
 		"text/event-stream",
 		[this, stream](size_t, httplib::DataSink &sink) {
-			std::unique_lock lock(stream->mutex);
-			stream->wake.wait_for(lock, kEventPoll, [&] { return !stream->pending.empty() || stopping_; });
+			// Take what is queued and write it without the lock: a slow
+			// client must never hold up the engine's callback.
+			std::deque<std::pair<std::string, bool>> batch;
+			{
+				std::unique_lock lock(stream->mutex);
+				stream->wake.wait_for(lock, kEventPoll,
+						      [&] { return !stream->pending.empty() || stopping_; });
+				batch.swap(stream->pending);
+			}
 			if (stopping_)
 				return false;
-			while (!stream->pending.empty()) {
-				auto [text, terminal] = std::move(stream->pending.front());
-				stream->pending.pop_front();
+			for (auto &[text, terminal] : batch) {
 				if (!sink.write(text.data(), text.size()))
 					return false;
 				stream->lastWrite = Clock::now();
