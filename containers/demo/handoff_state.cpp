@@ -1,5 +1,7 @@
 #include "handoff_state.h"
 
+#include <array>
+#include <cstring>
 #include <unordered_set>
 
 #include <rapidjson/stringbuffer.h>
@@ -13,20 +15,15 @@ namespace {
 
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-int base64Value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
+// Decoding table: 0..63 for the alphabet, 64 for '=', 255 for the rest.
+constexpr std::array<uint8_t, 256> kDecode = [] {
+	std::array<uint8_t, 256> t{};
+	t.fill(255);
+	for (uint8_t i = 0; i < 64; i++)
+		t[static_cast<uint8_t>(kAlphabet[i])] = i;
+	t['='] = 64;
+	return t;
+}();
 
 Result<Endpoint> endpointField(const rapidjson::Value &object, const std::string &parent, const char *name)
 {
@@ -39,6 +36,30 @@ Result<Endpoint> endpointField(const rapidjson::Value &object, const std::string
 
 } // namespace
 
+Endpoint canonicalEndpoint(Endpoint e)
+{
+	if (e.isV4Mapped()) {
+		std::memmove(e.address.data(), e.address.data() + 12, 4);
+		std::memset(e.address.data() + 4, 0, 12);
+		e.family = AF_INET;
+	}
+	return e;
+}
+
+std::string flowKey(const FlowId &flow)
+{
+	std::string key;
+	key.reserve(2 * (1 + 16 + 2));
+	for (const Endpoint &raw : {flow.local, flow.remote}) {
+		Endpoint e = canonicalEndpoint(raw);
+		key.push_back(static_cast<char>(e.family));
+		key.append(reinterpret_cast<const char *>(e.address.data()), e.family == AF_INET ? 4 : 16);
+		key.push_back(static_cast<char>(e.port >> 8));
+		key.push_back(static_cast<char>(e.port & 0xff));
+	}
+	return key;
+}
+
 const ConnectionState *HandoffState::find(const FlowId &flow) const
 {
 	for (const ConnectionState &c : connections)
@@ -47,27 +68,30 @@ const ConnectionState *HandoffState::find(const FlowId &flow) const
 	return nullptr;
 }
 
+// Both directions write into pre-sized buffers: a blob for ten thousand
+// connections is megabytes, and it is built inside the migration's
+// blackout.
 std::string encodeBase64(std::span<const uint8_t> data)
 {
-	std::string out;
-	out.reserve((data.size() + 2) / 3 * 4);
+	std::string out((data.size() + 2) / 3 * 4, '=');
+	char *o = out.data();
 	size_t i = 0;
-	for (; i + 3 <= data.size(); i += 3) {
+	for (; i + 3 <= data.size(); i += 3, o += 4) {
 		uint32_t v = (uint32_t(data[i]) << 16) | (uint32_t(data[i + 1]) << 8) | data[i + 2];
-		out += kAlphabet[v >> 18];
-		out += kAlphabet[(v >> 12) & 63];
-		out += kAlphabet[(v >> 6) & 63];
-		out += kAlphabet[v & 63];
+		o[0] = kAlphabet[v >> 18];
+		o[1] = kAlphabet[(v >> 12) & 63];
+		o[2] = kAlphabet[(v >> 6) & 63];
+		o[3] = kAlphabet[v & 63];
 	}
 	size_t rest = data.size() - i;
 	if (rest > 0) {
 		uint32_t v = uint32_t(data[i]) << 16;
 		if (rest == 2)
 			v |= uint32_t(data[i + 1]) << 8;
-		out += kAlphabet[v >> 18];
-		out += kAlphabet[(v >> 12) & 63];
-		out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-		out += '=';
+		o[0] = kAlphabet[v >> 18];
+		o[1] = kAlphabet[(v >> 12) & 63];
+		if (rest == 2)
+			o[2] = kAlphabet[(v >> 6) & 63];
 	}
 	return out;
 }
@@ -76,29 +100,27 @@ Result<std::vector<uint8_t>> decodeBase64(std::string_view text)
 {
 	if (text.size() % 4 != 0)
 		return makeError("base64 text length " + std::to_string(text.size()) + " is not a multiple of 4", EINVAL);
-	std::vector<uint8_t> out;
-	out.reserve(text.size() / 4 * 3);
+	size_t padding = 0;
+	if (!text.empty() && text.back() == '=')
+		padding = text[text.size() - 2] == '=' ? 2 : 1;
+	std::vector<uint8_t> out(text.size() / 4 * 3 - padding);
+	uint8_t *o = out.data();
+	size_t produced = 0;
 	for (size_t i = 0; i < text.size(); i += 4) {
-		bool last = i + 4 == text.size();
-		int v[4];
-		int padding = 0;
-		for (int k = 0; k < 4; k++) {
-			char c = text[i + k];
-			if (c == '=' && last && k >= 2) {
-				padding++;
-				v[k] = 0;
-				continue;
-			}
-			v[k] = base64Value(c);
-			if (v[k] < 0 || padding > 0)
+		uint8_t v[4];
+		for (size_t k = 0; k < 4; k++) {
+			v[k] = kDecode[static_cast<uint8_t>(text[i + k])];
+			// '=' only as the final one or two characters.
+			bool padAllowed = i + 4 == text.size() && k >= 4 - padding;
+			if (v[k] == 255 || (v[k] == 64) != padAllowed)
 				return makeError("base64 text has an invalid character at " + std::to_string(i + k), EINVAL);
+			if (v[k] == 64)
+				v[k] = 0;
 		}
 		uint32_t word = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
-		out.push_back(static_cast<uint8_t>(word >> 16));
-		if (padding < 2)
-			out.push_back(static_cast<uint8_t>(word >> 8));
-		if (padding < 1)
-			out.push_back(static_cast<uint8_t>(word));
+		uint8_t bytes[3] = {static_cast<uint8_t>(word >> 16), static_cast<uint8_t>(word >> 8), static_cast<uint8_t>(word)};
+		for (size_t k = 0; k < 3 && produced < out.size(); k++, produced++)
+			*o++ = bytes[k];
 	}
 	return out;
 }
@@ -189,7 +211,7 @@ Result<HandoffState> decodeHandoffState(std::string_view base64)
 		FERRY_TRY_ASSIGN(c.received, json::requiredUint64(v, path, "received"));
 		if (!c.seed && (c.sent != 0 || c.received != 0))
 			return json::fieldError(path, "has stream offsets but no seed");
-		if (!seen.insert(c.flow.toString()).second)
+		if (!seen.insert(flowKey(c.flow)).second)
 			return json::fieldError(path, "repeats connection " + c.flow.toString());
 		state.connections.push_back(std::move(c));
 	}

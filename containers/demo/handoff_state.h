@@ -51,6 +51,14 @@ struct HandoffState {
 	friend bool operator==(const HandoffState &, const HandoffState &) = default;
 };
 
+// The same endpoint with an IPv4-mapped IPv6 address (::ffff:a.b.c.d)
+// written as IPv4: the kernel may report a dual-stack socket's peer either
+// way, and both name one endpoint.
+Endpoint canonicalEndpoint(Endpoint e);
+// A compact map key for a flow (binary, not for display); equal for flows
+// whose canonical endpoints are equal.
+std::string flowKey(const FlowId &flow);
+
 // JSON, then base64 (the form that travels in `ready` and the manifest).
 std::string encodeHandoffState(const HandoffState &state);
 // The inverse. An empty blob is an empty state. Errors (EINVAL) name the

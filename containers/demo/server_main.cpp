@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <rapidjson/stringbuffer.h>
@@ -76,7 +77,7 @@ constexpr int kTickMs = 10;                 // token refill period when rate-lim
 constexpr int kMaxEvents = 256;
 constexpr int kAcceptBurst = 64;
 
-enum class Tag : uint32_t { Listener = 1, Connection, Signal, Timer, Handoff };
+enum class Tag : uint32_t { Listener = 1, Connection, Signal, Timer, Handoff, Streams };
 
 uint64_t epollKey(Tag tag, int fd)
 {
@@ -88,18 +89,6 @@ struct Options {
 	uint64_t rate = 200 * 1024;
 	std::string name = "demo";
 };
-
-// The kernel may report an IPv4 peer of a dual-stack socket as ::ffff:a.b.c.d
-// where ferry wrote a.b.c.d; both name the same endpoint.
-Endpoint canonical(Endpoint e)
-{
-	if (e.isV4Mapped()) {
-		std::memmove(e.address.data(), e.address.data() + 12, 4);
-		std::memset(e.address.data() + 4, 0, 12);
-		e.family = AF_INET;
-	}
-	return e;
-}
 
 Result<Endpoint> localEndpoint(int fd)
 {
@@ -186,8 +175,10 @@ private:
 
 	Status adoptInherited(const SocketActivation &activation);
 	Status addListener(UniqueFd fd, const Endpoint &at);
+	// Listeners and connections go in streams_, everything else in control_.
 	Status watch(int fd, Tag tag, uint32_t events, int op = EPOLL_CTL_ADD);
-	void unwatch(int fd);
+	void unwatch(int fd, Tag tag);
+	void dispatchStreams();
 	uint32_t connectionEvents(const Connection &c) const;
 
 	void onListener(int fd);
@@ -210,12 +201,20 @@ private:
 	int exitStatus() const { return errors_ == 0 ? 0 : 1; }
 
 	Options options_;
-	UniqueFd epoll_;
+	// Two epoll sets: control_ (signals, timer, handoff socket, and streams_
+	// itself) and streams_ (listeners and connections). Taking streams_ out
+	// of control_ is how prepare() stops touching every socket at once: one
+	// syscall for ten thousand connections, inside the migration's blackout.
+	UniqueFd control_;
+	UniqueFd streams_;
 	UniqueFd signals_;
 	UniqueFd timer_;
 	std::optional<HandoffChannel> handoff_;
 	std::vector<std::pair<UniqueFd, Endpoint>> listeners_;
 	std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+	// The connections that stream (not idle, hello read): the only ones the
+	// rate timer needs to visit, so ten thousand idle ones cost nothing.
+	std::unordered_set<int> streaming_;
 	bool paused_ = false;
 	bool stopping_ = false;
 	bool exitRequested_ = false;
@@ -238,14 +237,16 @@ Status DemoServer::watch(int fd, Tag tag, uint32_t events, int op)
 	epoll_event ev{};
 	ev.events = events;
 	ev.data.u64 = epollKey(tag, fd);
-	if (::epoll_ctl(epoll_.get(), op, fd, &ev) < 0)
+	int set = tag == Tag::Listener || tag == Tag::Connection ? streams_.get() : control_.get();
+	if (::epoll_ctl(set, op, fd, &ev) < 0)
 		return errnoError("epoll_ctl").at("fd", std::to_string(fd));
 	return {};
 }
 
-void DemoServer::unwatch(int fd)
+void DemoServer::unwatch(int fd, Tag tag)
 {
-	::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+	int set = tag == Tag::Listener || tag == Tag::Connection ? streams_.get() : control_.get();
+	::epoll_ctl(set, EPOLL_CTL_DEL, fd, nullptr);
 }
 
 uint32_t DemoServer::connectionEvents(const Connection &c) const
@@ -259,9 +260,11 @@ uint32_t DemoServer::connectionEvents(const Connection &c) const
 
 Status DemoServer::start()
 {
-	epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-	if (!epoll_)
+	control_.reset(::epoll_create1(EPOLL_CLOEXEC));
+	streams_.reset(::epoll_create1(EPOLL_CLOEXEC));
+	if (!control_ || !streams_)
 		return errnoError("epoll_create1");
+	FERRY_TRY(watch(streams_.get(), Tag::Streams, EPOLLIN));
 	FERRY_TRY_ASSIGN(signals_, openSignalFd());
 	FERRY_TRY(watch(signals_.get(), Tag::Signal, EPOLLIN));
 	if (options_.rate != 0) {
@@ -334,7 +337,7 @@ Status DemoServer::adoptInherited(const SocketActivation &activation)
 
 	std::unordered_map<std::string, const ConnectionState *> byFlow;
 	for (const ConnectionState &c : state.connections)
-		byFlow.emplace(FlowId{canonical(c.flow.local), canonical(c.flow.remote)}.toString(), &c);
+		byFlow.emplace(flowKey(c.flow), &c);
 	std::unordered_map<int, const ManifestConnection *> byFd;
 	for (const ManifestConnection &m : manifest.connections)
 		byFd.emplace(m.fd, &m);
@@ -352,7 +355,7 @@ Status DemoServer::adoptInherited(const SocketActivation &activation)
 		Result<Endpoint> local = localEndpoint(fd);
 		if (!local.ok())
 			return fail(std::move(local).error());
-		if (canonical(*local) != canonical(entry.local))
+		if (canonicalEndpoint(*local) != canonicalEndpoint(entry.local))
 			return fail(makeError("manifest says local " + entry.local.toString() + " but the socket is bound to " +
 					local->toString(), EINVAL));
 
@@ -365,24 +368,27 @@ Status DemoServer::adoptInherited(const SocketActivation &activation)
 		Result<Endpoint> remote = remoteEndpoint(fd);
 		if (!remote.ok())
 			return fail(std::move(remote).error());
-		if (!entry.remote || canonical(*remote) != canonical(*entry.remote))
+		if (!entry.remote || canonicalEndpoint(*remote) != canonicalEndpoint(*entry.remote))
 			return fail(makeError("manifest does not name the socket's peer " + remote->toString(), EINVAL));
 
 		auto c = std::make_unique<Connection>(Connection{FlowId{*local, *remote}, {}, {}, TokenBucket(options_.rate, now), false});
-		std::string key = FlowId{canonical(*local), canonical(*remote)}.toString();
+		FlowId flow{*local, *remote};
+		std::string key = flowKey(flow);
 		auto it = byFlow.find(key);
 		if (it != byFlow.end() && it->second->seed) {
 			const ConnectionState &s = *it->second;
 			c->session.emplace(std::move(owned), Direction::ServerToClient, Hello{*s.seed, s.idle},
 				StreamSession::Position{s.sent, s.received});
 			c->writeInterest = options_.rate == 0 && !s.idle;
+			if (!s.idle)
+				streaming_.insert(fd);
 			inheritedSent_ += s.sent;
 			inheritedReceived_ += s.received;
 			adopted_++;
 		} else {
 			// The old process never read this connection's hello (or never
 			// accepted it): it starts from the beginning here.
-			FERRY_LOG(logDemo, Info) << "inherited connection has no stream yet" << kv("flow", key);
+			FERRY_LOG(logDemo, Info) << "inherited connection has no stream yet" << kv("flow", flow.toString());
 			c->pendingFd = std::move(owned);
 			accepted_++;
 		}
@@ -395,10 +401,10 @@ Status DemoServer::adoptInherited(const SocketActivation &activation)
 		if (!ref.session)
 			onHello(ref); // the hello may be queued already; edge-triggered epoll would not say so
 	}
-	for (const auto &[flow, s] : byFlow) {
+	for (const auto &[key, s] : byFlow) {
 		if (s->seed)
 			recordError(makeError("a connection in the state blob was not inherited: its stream is lost", ENOENT)
-				.at("flow", flow));
+				.at("flow", s->flow.toString()));
 	}
 	FERRY_LOG(logDemo, Info) << "adopted inherited sockets" << kv("migration", manifest.migration)
 		<< kv("connections", adopted_) << kv("listeners", listeners_.size());
@@ -468,6 +474,8 @@ void DemoServer::onHello(Connection &c)
 	}
 	c.session.emplace(std::move(c.pendingFd), Direction::ServerToClient, *hello, StreamSession::Position{});
 	c.writeInterest = options_.rate == 0 && !hello->idle;
+	if (!hello->idle)
+		streaming_.insert(fd);
 	if (Status s = watch(fd, Tag::Connection, connectionEvents(c), EPOLL_CTL_MOD); !s.ok())
 		recordError(s.error());
 	FERRY_LOG(logDemo, Debug) << "client said hello" << kv("flow", c.flow.toString()) << kv("seed", hello->seed)
@@ -552,8 +560,9 @@ void DemoServer::drop(int fd)
 	auto it = connections_.find(fd);
 	if (it == connections_.end())
 		return;
-	unwatch(fd);
+	unwatch(fd, Tag::Connection);
 	closed_++;
+	streaming_.erase(fd);
 	connections_.erase(it); // closes the socket
 }
 
@@ -567,12 +576,11 @@ void DemoServer::onTick()
 	Clock::time_point now = Clock::now();
 	// pumpSend may drop a connection, so walk a copy of the keys.
 	std::vector<int> fds;
-	fds.reserve(connections_.size());
-	for (auto &[fd, c] : connections_) {
-		if (!c->session || c->session->hello().idle)
-			continue;
-		c->bucket.refill(now);
-		if (!c->writeInterest)
+	fds.reserve(streaming_.size());
+	for (int fd : streaming_) {
+		Connection &c = *connections_.at(fd);
+		c.bucket.refill(now);
+		if (!c.writeInterest)
 			fds.push_back(fd);
 	}
 	for (int fd : fds) {
@@ -599,13 +607,12 @@ void DemoServer::prepare(const std::string &migration)
 		FERRY_LOG(logDemo, Warn) << "prepare while already prepared" << kv("migration", migration);
 	}
 	paused_ = true;
+	unwatch(streams_.get(), Tag::Streams);
 	HandoffState state;
-	for (const auto &[fd, at] : listeners_) {
-		unwatch(fd.get());
+	for (const auto &[fd, at] : listeners_)
 		state.listeners.push_back(at);
-	}
+	state.connections.reserve(connections_.size());
 	for (const auto &[fd, c] : connections_) {
-		unwatch(fd);
 		ConnectionState s;
 		s.flow = c->flow;
 		if (c->session) {
@@ -631,20 +638,13 @@ void DemoServer::resume()
 	if (!paused_)
 		return;
 	paused_ = false;
-	for (const auto &[fd, at] : listeners_)
-		if (Status s = watch(fd.get(), Tag::Listener, EPOLLIN); !s.ok())
-			recordError(s.error());
 	Clock::time_point now = Clock::now();
-	std::vector<Connection *> pending;
-	for (auto &[fd, c] : connections_) {
+	for (auto &[fd, c] : connections_)
 		c->bucket = TokenBucket(options_.rate, now); // no credit for the pause
-		if (Status s = watch(fd, Tag::Connection, connectionEvents(*c)); !s.ok())
-			recordError(s.error());
-		if (!c->session)
-			pending.push_back(c.get());
-	}
-	for (Connection *c : pending)
-		onHello(*c);
+	// Readiness that arrived during the pause is still queued in streams_,
+	// edge-triggered hellos included: nothing was lost by not looking.
+	if (Status s = watch(streams_.get(), Tag::Streams, EPOLLIN); !s.ok())
+		recordError(s.error());
 	FERRY_LOG(logDemo, Info) << "resumed: the migration was aborted";
 }
 
@@ -659,7 +659,7 @@ void DemoServer::onHandoff()
 		// ferry went away. If it left us prepared, nobody will say resume or
 		// exit: carrying on is the only way the clients keep their streams.
 		FERRY_LOG(logDemo, Warn) << "handoff socket closed by ferry" << kv("prepared", paused_);
-		unwatch(handoff_->fd());
+		unwatch(handoff_->fd(), Tag::Handoff);
 		handoff_.reset();
 		resume();
 		return;
@@ -727,7 +727,7 @@ int DemoServer::run()
 {
 	epoll_event events[kMaxEvents];
 	while (!stopping_ && !exitRequested_) {
-		int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, -1);
+		int n = ::epoll_wait(control_.get(), events, kMaxEvents, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -736,18 +736,15 @@ int DemoServer::run()
 		}
 		for (int i = 0; i < n && !exitRequested_; i++) {
 			auto tag = static_cast<Tag>(events[i].data.u64 >> 32);
-			int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
 			switch (tag) {
+			case Tag::Streams:
+				// prepare() earlier in this batch means: touch nothing more.
+				if (!paused_)
+					dispatchStreams();
+				break;
 			case Tag::Listener:
-				if (!paused_)
-					onListener(fd);
-				break;
 			case Tag::Connection:
-				// A connection unwatched by prepare() earlier in this batch must
-				// not be touched any more.
-				if (!paused_)
-					onConnection(fd, events[i].events);
-				break;
+				break; // only in streams_
 			case Tag::Signal:
 				onSignal();
 				break;
@@ -768,6 +765,20 @@ int DemoServer::run()
 		::_exit(exitStatus());
 	}
 	return exitStatus();
+}
+
+void DemoServer::dispatchStreams()
+{
+	epoll_event events[kMaxEvents];
+	int n = ::epoll_wait(streams_.get(), events, kMaxEvents, 0);
+	for (int i = 0; i < n; i++) {
+		auto tag = static_cast<Tag>(events[i].data.u64 >> 32);
+		int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
+		if (tag == Tag::Listener)
+			onListener(fd);
+		else
+			onConnection(fd, events[i].events);
+	}
 }
 
 Result<Options> parseOptions(int argc, char **argv)

@@ -100,3 +100,16 @@ TEST_CASE("bad blobs fail with the field that is wrong")
 	REQUIRE_FALSE(notBase64.ok());
 	CHECK(notBase64.error().message().find("field=state") != std::string::npos);
 }
+
+TEST_CASE("flow keys treat an IPv4-mapped endpoint as its IPv4 form")
+{
+	FlowId v4{ep("198.51.100.10:7000"), ep("198.51.100.20:41234")};
+	FlowId mapped{ep("[::ffff:198.51.100.10]:7000"), ep("[::ffff:198.51.100.20]:41234")};
+	FlowId otherPort{ep("198.51.100.10:7000"), ep("198.51.100.20:41235")};
+	FlowId v6{ep("[2001:db8::10]:7000"), ep("[2001:db8::20]:41234")};
+	CHECK(flowKey(v4) == flowKey(mapped));
+	CHECK(flowKey(v4) != flowKey(otherPort));
+	CHECK(flowKey(v4) != flowKey(v6));
+	CHECK(canonicalEndpoint(ep("[::ffff:198.51.100.10]:7000")) == ep("198.51.100.10:7000"));
+	CHECK(canonicalEndpoint(ep("[2001:db8::10]:7000")) == ep("[2001:db8::10]:7000"));
+}
