@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "base/base64.h"
 #include "cidr.h"
 
 namespace ferry::api {
@@ -886,68 +887,6 @@ Result<Role> parseRole(std::string_view name)
 	if (name == "destination")
 		return Role::Destination;
 	return makeError("unknown role '" + std::string(name) + "' (expected source or destination)", EINVAL);
-}
-
-namespace {
-constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-} // namespace
-
-std::string base64Encode(std::string_view bytes)
-{
-	std::string out;
-	out.reserve((bytes.size() + 2) / 3 * 4);
-	size_t i = 0;
-	for (; i + 3 <= bytes.size(); i += 3) {
-		uint32_t n = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) | uint8_t(bytes[i + 2]);
-		out += kBase64[(n >> 18) & 63];
-		out += kBase64[(n >> 12) & 63];
-		out += kBase64[(n >> 6) & 63];
-		out += kBase64[n & 63];
-	}
-	size_t rest = bytes.size() - i;
-	if (rest > 0) {
-		uint32_t n = uint32_t(uint8_t(bytes[i])) << 16;
-		if (rest == 2)
-			n |= uint32_t(uint8_t(bytes[i + 1])) << 8;
-		out += kBase64[(n >> 18) & 63];
-		out += kBase64[(n >> 12) & 63];
-		out += rest == 2 ? kBase64[(n >> 6) & 63] : '=';
-		out += '=';
-	}
-	return out;
-}
-
-Result<std::string> base64Decode(std::string_view text)
-{
-	auto bad = [] { return makeError("expected base64 (RFC 4648, padded)", EINVAL); };
-	if (text.size() % 4 != 0)
-		return bad();
-	std::string out;
-	out.reserve(text.size() / 4 * 3);
-	for (size_t i = 0; i < text.size(); i += 4) {
-		uint32_t n = 0;
-		int padding = 0;
-		for (size_t k = 0; k < 4; ++k) {
-			char c = text[i + k];
-			uint32_t sextet = 0;
-			if (c == '=' && i + 4 == text.size() && k >= 2) {
-				++padding;
-			} else {
-				const char *p = c ? std::strchr(kBase64, c) : nullptr;
-				// A '=' must end the text; data after padding is an error.
-				if (!p || padding > 0)
-					return bad();
-				sextet = static_cast<uint32_t>(p - kBase64);
-			}
-			n = (n << 6) | sextet;
-		}
-		out += static_cast<char>((n >> 16) & 0xff);
-		if (padding < 2)
-			out += static_cast<char>((n >> 8) & 0xff);
-		if (padding < 1)
-			out += static_cast<char>(n & 0xff);
-	}
-	return out;
 }
 
 std::string errnoName(int code)

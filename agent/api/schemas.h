@@ -99,10 +99,6 @@ extern template Result<AbortRequest> fromJson(std::string_view);
 extern template Result<MigrationList> fromJson(std::string_view);
 extern template Result<ErrorReply> fromJson(std::string_view);
 
-// RFC 4648 base64 with padding; decoding refuses anything else.
-std::string base64Encode(std::string_view bytes);
-Result<std::string> base64Decode(std::string_view text);
-
 // errno name ("ENOENT") of a code, "" for 0 or an unknown code, and back.
 std::string errnoName(int code);
 int errnoFromName(std::string_view name);
