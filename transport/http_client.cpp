@@ -13,7 +13,7 @@
 
 namespace ferry::transport {
 
-FERRY_LOG_CATEGORY(logTransport, "transport")
+FERRY_LOG_CATEGORY(logHttp, "transport")
 
 namespace {
 
@@ -237,7 +237,7 @@ Result<HttpResponse> HttpClient::send(std::string_view method, std::string_view 
 		auto result = impl_->perform(method, path, response);
 		if (attempt >= attempts || !transient(result))
 			return result;
-		FERRY_LOG(logTransport, Info) << "retrying" << kv("method", method) << kv("path", path)
+		FERRY_LOG(logHttp, Info) << "retrying" << kv("method", method) << kv("path", path)
 					      << kv("attempt", attempt + 1);
 		std::this_thread::sleep_for(backoff);
 		backoff *= 2;

@@ -112,7 +112,7 @@ Status ImageWriter::flush()
 		return *failure_;
 	if (finished_)
 		return makeError("image writer: flush() after finish()", EINVAL).at("phase", "image-write");
-	Status s = drive(Mode::Flush);
+	Status s = put(std::span<const uint8_t>{}, false, Mode::Flush);
 	if (!s)
 		return fail(std::move(s).error());
 	return {};

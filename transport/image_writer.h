@@ -88,7 +88,6 @@ private:
 	// trailer's whole-stream digest (everything before the trailer does).
 	Status put(std::span<const uint8_t> bytes, bool digest, Mode mode = Mode::Continue);
 	Status put(const std::string &bytes, bool digest, Mode mode = Mode::Continue);
-	Status drive(Mode mode); // runs zstd until the requested flush or end is complete
 	Status fail(Error error);
 
 	std::unique_ptr<ZSTD_CCtx_s, CCtxDeleter> cctx_;

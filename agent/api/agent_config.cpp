@@ -74,7 +74,7 @@ public:
 	Status top(const Value &v)
 	{
 		FERRY_TRY(object(v, "", {"listen", "state_dir", "tls", "token_file", "allow", "limits",
-					 "insecure_plain_http", "log"}));
+					 "insecure_plain_http", "log", "advertise_url", "handoff_socket", "lock_strategy"}));
 		for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
 			std::string name(it->name.GetString(), it->name.GetStringLength());
 			const Value &f = it->value;
@@ -99,6 +99,12 @@ public:
 				c_.insecurePlainHttp = f.GetBool();
 			} else if (name == "log") {
 				FERRY_TRY_ASSIGN(c_.log, string(f, name));
+			} else if (name == "advertise_url") {
+				FERRY_TRY_ASSIGN(c_.advertiseUrl, string(f, name));
+			} else if (name == "handoff_socket") {
+				FERRY_TRY_ASSIGN(c_.handoffSocket, string(f, name));
+			} else if (name == "lock_strategy") {
+				FERRY_TRY_ASSIGN(c_.lockStrategy, string(f, name));
 			}
 		}
 		return {};
@@ -304,6 +310,21 @@ const std::vector<Flag> &flags()
 		{"log", "SPEC", "log levels, e.g. info or api=debug,warn (info)",
 		 [](AgentConfig &c, std::string_view v, bool) -> Status {
 			 c.log = v;
+			 return {};
+		 }},
+		{"advertise-url", "URL", "how peer agents reach this one (derived from --listen)",
+		 [](AgentConfig &c, std::string_view v, bool) -> Status {
+			 c.advertiseUrl = v;
+			 return {};
+		 }},
+		{"handoff-socket", "PATH", "workload handoff socket (STATE_DIR/handoff.sock)",
+		 [](AgentConfig &c, std::string_view v, bool) -> Status {
+			 c.handoffSocket = v;
+			 return {};
+		 }},
+		{"lock-strategy", "NAME", "flow lock: drop-both-ways or drop-inbound (drop-both-ways)",
+		 [](AgentConfig &c, std::string_view v, bool) -> Status {
+			 c.lockStrategy = v;
 			 return {};
 		 }},
 	};

@@ -43,6 +43,9 @@ struct AgentConfig {
 	Allowlist allow;
 	AgentLimits limits;
 	bool insecurePlainHttp = false;     // allow serving with no credential at all
+	std::string advertiseUrl;           // how peers reach this agent; "" = derived from listen
+	std::string handoffSocket;          // workload handoff socket; "" = <state_dir>/handoff.sock
+	std::string lockStrategy = "drop-both-ways"; // netlock strategy name (ferryd checks it)
 	std::string log = "info";           // level spec, as FERRY_LOG takes it
 
 	bool tlsEnabled() const { return !tlsCert.empty(); }
