@@ -54,6 +54,14 @@ Status decodeEmpty(const Result<transport::HttpResponse> &response, std::string_
 	return {};
 }
 
+// migration::isTerminal() lives in the engine's library, which a client
+// of the protocol (the CLI) does not link; the wire's terminal phases are
+// fixed by docs/protocol.md.
+bool endsMigration(migration::Phase phase)
+{
+	return phase == migration::Phase::Committed || phase == migration::Phase::Aborted;
+}
+
 std::string idPath(std::string_view prefix, std::string_view id, std::string_view suffix = {})
 {
 	return std::string(prefix) + std::string(id) + std::string(suffix);
@@ -157,7 +165,7 @@ Status AgentClient::followEvents(std::string_view id,
 				failure = std::move(event).error();
 				return false;
 			}
-			if (!onEvent(*event) || migration::isTerminal(event->phase)) {
+			if (!onEvent(*event) || endsMigration(event->phase)) {
 				ended = true;
 				return false;
 			}
