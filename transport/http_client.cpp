@@ -261,6 +261,15 @@ Result<HttpResponse> HttpClient::upload(std::string_view method, std::string_vie
 	curl_easy_setopt(c, CURLOPT_READDATA, &pump);
 	HttpResponse response;
 	auto result = impl_->perform(method, path, response);
+	bool clean = result.ok() && !pump.failure && !pump.more && result->status >= 200 && result->status < 300;
+	if (!clean) {
+		// The server may have answered before reading the whole body:
+		// the connection holds the rest of the upload and must not carry
+		// the next request. A new handle starts with no connections.
+		EasyPtr fresh(curl_easy_init());
+		if (fresh)
+			impl_->curl = std::move(fresh);
+	}
 	if (pump.failure)
 		return std::move(*pump.failure);
 	return result;

@@ -236,8 +236,10 @@ Status DestinationMigration::State::restoreOne(repair::ConnectionSnapshot &&snap
 		return makeError("migration aborted: " + record->abortReason(), ECANCELED);
 	// Only what was announced in negotiation (and checked against the
 	// policy there) may be restored.
-	bool announced = std::any_of(request.connections.begin(), request.connections.end(),
-				     [&](const ConnectionSummary &c) { return c.flow == snapshot.flow; });
+	bool listener = snapshot.state == repair::TcpState::Listen;
+	bool announced = std::any_of(request.connections.begin(), request.connections.end(), [&](const ConnectionSummary &c) {
+		return listener ? c.state == "LISTEN" && c.flow.local == snapshot.flow.local : c.flow == snapshot.flow;
+	});
 	if (!announced)
 		return makeError("the image holds connection " + snapshot.flow.toString() +
 					 ", which was not announced in negotiation",

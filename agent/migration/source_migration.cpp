@@ -259,6 +259,8 @@ Status SourceMigration::State::negotiate()
 	for (const TakenSocket &s : sockets) {
 		ConnectionSummary summary;
 		summary.flow = s.info.flow;
+		if (!isConnected(s.info))
+			summary.flow.remote = Endpoint{}; // as the snapshot names a listener
 		summary.state = netlink::tcpStateName(s.info.state);
 		summary.receiveQueueBytes = s.info.receiveQueue;
 		summary.sendQueueBytes = s.info.sendQueue;
