@@ -10,12 +10,14 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
 #include "api/agent_client.h"
 #include "api/agent_config.h"
 #include "api/api_server.h"
+#include "base/failpoint.h"
 #include "base/log.h"
 #include "migration/migration_engine.h"
 #include "migration/workload_handoff.h"
@@ -97,6 +99,9 @@ int main(int argc, char **argv)
 	peerCredentials.caFile = config.clientCa;   // peers are verified against the same CA
 	peerCredentials.certFile = config.tlsCert;  // and see this agent's certificate
 	peerCredentials.keyFile = config.tlsKey;
+	// A peer that stops answering for as long as a commit may take is gone.
+	peerCredentials.stallTimeout = std::max(std::chrono::seconds(1),
+						std::chrono::duration_cast<std::chrono::seconds>(config.limits.commitTimeout));
 	auto credentials = api::loadCredentials(config.tokenFile, peerCredentials);
 	if (!credentials.ok())
 		return fail(credentials.error(), "credentials");
@@ -120,6 +125,8 @@ int main(int argc, char **argv)
 	if (!started.ok())
 		return fail(started.error(), "HTTP API");
 
+	if (failpointsActive())
+		FERRY_LOG(logAgent, Warn) << "FERRY_FAILPOINTS is set: this agent fails on purpose (tests only)";
 	std::string url = listenUrl(config, (*server)->port());
 	FERRY_LOG(logAgent, Info) << "ferryd ready" << kv("url", url) << kv("state", config.stateDir)
 				  << kv("handoff", handoffPath);

@@ -151,6 +151,8 @@ struct HttpClient::Impl {
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connectTimeout.count()));
 		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.requestTimeout.count()));
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.stallTimeout.count()));
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, std::string(method).c_str());
 		if (!options.caFile.empty())
 			curl_easy_setopt(c, CURLOPT_CAINFO, options.caFile.c_str());

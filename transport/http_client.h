@@ -43,6 +43,10 @@ struct HttpClientOptions {
 	std::chrono::milliseconds connectTimeout{3000};
 	std::chrono::milliseconds requestTimeout{30000}; // whole request; 0 = none (uploads, streams)
 	int retries = 2;           // extra attempts for idempotent requests
+	// A transfer that moves no byte for this long fails with ETIMEDOUT,
+	// even without an overall timeout: a peer that died mid-upload or
+	// stopped answering is noticed (event streams send keep-alives).
+	std::chrono::seconds stallTimeout{30};
 };
 
 struct HttpResponse {

@@ -111,6 +111,7 @@ Result<AgentClient> AgentClient::connect(const std::string &url, const AgentCred
 	options.certFile = credentials.certFile;
 	options.keyFile = credentials.keyFile;
 	options.requestTimeout = credentials.timeout;
+	options.stallTimeout = credentials.stallTimeout;
 	FERRY_TRY_ASSIGN(transport::HttpClient http, transport::HttpClient::create(options));
 	return AgentClient(std::move(http));
 }

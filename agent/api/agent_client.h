@@ -31,6 +31,7 @@ struct AgentCredentials {
 	std::string certFile; // client certificate for mutual TLS
 	std::string keyFile;
 	std::chrono::milliseconds timeout{30000};
+	std::chrono::seconds stallTimeout{30}; // no byte moved for this long: ETIMEDOUT
 };
 
 // Reads the token file (if any) into credentials.token.

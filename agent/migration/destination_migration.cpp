@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/failpoint.h"
 #include "base/log.h"
 #include "base/netns.h"
 #include "migration/workload_launcher.h"
@@ -244,6 +245,7 @@ Status DestinationMigration::State::restoreOne(repair::ConnectionSnapshot &&snap
 		return makeError("the image holds connection " + snapshot.flow.toString() +
 					 ", which was not announced in negotiation",
 				 EACCES);
+	FERRY_TRY(hitFailpoint("destination.restore"));
 	if (needsLocalAddress(snapshot)) {
 		deferred.push_back(std::move(snapshot));
 		return {};
@@ -334,6 +336,10 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		return makeError("migration aborted: " + s.record->abortReason(), ECANCELED);
 	}
 
+	if (Status injected = hitFailpoint("destination.commit"); !injected.ok()) {
+		s.dropLocked(injected.error().message());
+		return injected;
+	}
 	s.record->enter(Phase::Switching);
 	Status journaled = s.journal.append(kAddingAddresses, {{"addresses", joinAddresses(s.request.addresses)}});
 	if (!journaled.ok()) {

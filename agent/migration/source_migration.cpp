@@ -6,6 +6,7 @@
 #include <charconv>
 #include <thread>
 
+#include "base/failpoint.h"
 #include "base/log.h"
 #include "base/netns.h"
 #include "migration/process_freeze.h"
@@ -368,6 +369,7 @@ Status SourceMigration::State::stream()
 						 options));
 			writer.emplace(std::move(w));
 		} else if (next < sockets.size()) {
+			FERRY_TRY(hitFailpoint("source.dump"));
 			// snapshot() checks TCP-MD5 keys over sock_diag in the calling
 			// thread's namespace: dump from inside the workload's.
 			FERRY_TRY_ASSIGN(ScopedNetns inside, ScopedNetns::enter(netns.get()));
@@ -389,6 +391,10 @@ Status SourceMigration::State::stream()
 			finished = true;
 		}
 		if (!pending.empty()) {
+			// Test-only: damage the stream so the destination's decoder
+			// must reject it (tests/e2e, "image rejected").
+			if (finished && failpoint("source.image") == FailAction::Corrupt)
+				pending[pending.size() / 2] ^= 0x5a;
 			FERRY_TRY(sink(pending));
 			pending.clear();
 		}
@@ -423,6 +429,7 @@ Status SourceMigration::State::switchAddresses()
 Status SourceMigration::State::commit()
 {
 	FERRY_TRY(checkAbort());
+	FERRY_TRY(hitFailpoint("source.before_commit"));
 	record->enter(Phase::Committing);
 	FERRY_TRY(journal.append(kCommitSent));
 	Status sent = peer->commit(id(), CommitRequest{workloadState});
@@ -532,6 +539,7 @@ Status SourceMigration::State::forward()
 	FERRY_TRY(checkAbort());
 	FERRY_TRY(negotiate());
 	FERRY_TRY(checkAbort());
+	FERRY_TRY(hitFailpoint("source.before_freeze"));
 	FERRY_TRY(freeze());
 	FERRY_TRY(checkAbort());
 	FERRY_TRY(lockFlows());
