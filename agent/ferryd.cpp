@@ -8,6 +8,7 @@
 // Exit codes: 0 after SIGTERM/SIGINT, 1 when start-up fails, 2 for a bad
 // command line or configuration.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -86,6 +87,14 @@ int main(int argc, char **argv)
 	sigaddset(&stopSignals, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
 	signal(SIGPIPE, SIG_IGN);
+
+	// The source holds a duplicate of every migrated socket, the
+	// destination every restored one: allow as many fds as the host lets.
+	rlimit files{};
+	if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+		files.rlim_cur = files.rlim_max;
+		::setrlimit(RLIMIT_NOFILE, &files);
+	}
 
 	if (::mkdir(config.stateDir.c_str(), 0700) < 0 && errno != EEXIST)
 		return fail(errnoError("cannot create the state directory").at("path", config.stateDir), "start-up");
