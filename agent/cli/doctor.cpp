@@ -138,12 +138,25 @@ std::string findInPath(const std::string &name)
 	return {};
 }
 
-std::string lastLine(std::string text)
+// The line that says why: criu's first "Error" line is the cause, the
+// later ones are its consequences; other tools end with the reason.
+std::string reasonLine(const std::string &output)
 {
-	while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
-		text.pop_back();
-	size_t newline = text.rfind('\n');
-	return newline == std::string::npos ? text : text.substr(newline + 1);
+	std::vector<std::string> lines;
+	size_t start = 0;
+	while (start < output.size()) {
+		size_t end = output.find('\n', start);
+		if (end == std::string::npos)
+			end = output.size();
+		if (end > start)
+			lines.push_back(output.substr(start, end - start));
+		start = end + 1;
+	}
+	for (const std::string &l : lines) {
+		if (l.rfind("Error", 0) == 0)
+			return l;
+	}
+	return lines.empty() ? std::string() : lines.back();
 }
 
 DoctorCheck criuCheck()
@@ -216,7 +229,7 @@ DoctorCheck criuCheck()
 		check.ok = true;
 		check.detail = criu + " check passed: CRIU mode is available";
 	} else {
-		std::string why = lastLine(output);
+		std::string why = reasonLine(output);
 		check.detail = criu + " is installed but 'criu check' fails" + (why.empty() ? "" : " (" + why + ")") +
 			       ": CRIU mode is unavailable; the native handoff (LISTEN_FDS) needs no criu";
 	}
@@ -248,7 +261,8 @@ DoctorCheck agentCheck(const CommandLine &line, const Result<api::AgentCredentia
 	for (const std::string &s : info->lockStrategies)
 		strategies += (strategies.empty() ? "" : ", ") + s;
 	check.ok = true;
-	check.detail = "ferryd " + info->version + " on " + info->hostname + " accepts the credentials; lock strategies: " +
+	check.detail = "version " + info->version + " on host " + info->hostname +
+		       " accepts the credentials; lock strategies: " +
 		       (strategies.empty() ? std::string("none") : strategies) + "; criu " +
 		       (info->criuAvailable ? "available" : "unavailable");
 	return check;
