@@ -1,5 +1,8 @@
 #include "commands.h"
 
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "api/schemas.h"
@@ -25,6 +28,10 @@ void printLine(std::FILE *file, const std::string &text)
 // rewritten in place on a TTY, one line per event otherwise. JSON output
 // keeps stdout for the one document, so progress goes to stderr, and only
 // when a person is watching it (a TTY).
+//
+// On a TTY the line also ticks between events: a long streaming phase
+// sends few events, and a clock that stands still looks like a hang. The
+// ticker only redraws the last event with the time since it arrived added.
 class ProgressDisplay {
 public:
 	ProgressDisplay(const CommandLine &line, Terminal &terminal)
@@ -32,40 +39,88 @@ public:
 		if (line.common.output == OutputFormat::Text) {
 			file_ = terminal.out;
 			live_ = terminal.outIsTty;
+			columns_ = terminal.outColumns;
 		} else if (terminal.errIsTty) {
 			file_ = terminal.err;
 			live_ = true;
+			columns_ = terminal.errColumns;
 		}
+		if (live_)
+			ticker_ = std::thread([this] { tick(); });
 	}
+
+	~ProgressDisplay() { finish(); }
+	ProgressDisplay(const ProgressDisplay &) = delete;
+	ProgressDisplay &operator=(const ProgressDisplay &) = delete;
 
 	void show(const migration::MigrationEvent &event)
 	{
 		if (!file_)
 			return;
-		if (live_) {
-			// Back to column 0 and clear to the end of the line.
-			std::fputs(("\r\x1b[K" + progressText(event)).c_str(), file_);
-			std::fflush(file_);
-			pending_ = true;
-		} else {
+		if (!live_) {
 			printLine(file_, progressText(event));
+			return;
 		}
+		std::lock_guard lock(mutex_);
+		last_ = event;
+		lastAt_ = std::chrono::steady_clock::now();
+		drawLocked(event);
 	}
 
-	// Ends the live line before anything else is printed.
+	// Stops the ticker and clears the live line, before anything else is
+	// printed. Idempotent.
 	void finish()
 	{
-		if (file_ && pending_) {
-			std::fputs("\r\x1b[K", file_);
-			std::fflush(file_);
-			pending_ = false;
+		{
+			std::lock_guard lock(mutex_);
+			if (stopped_)
+				return;
+			stopped_ = true;
+			if (last_) {
+				std::fputs("\r\x1b[K", file_);
+				std::fflush(file_);
+			}
 		}
+		wake_.notify_all();
+		if (ticker_.joinable())
+			ticker_.join();
 	}
 
 private:
+	static constexpr std::chrono::milliseconds kTick{250};
+
+	void drawLocked(const migration::MigrationEvent &event)
+	{
+		std::string text = progressText(event);
+		if (columns_ > 1 && text.size() >= columns_)
+			text.resize(columns_ - 1);
+		// Back to column 0 and clear to the end of the line.
+		std::fputs(("\r\x1b[K" + text).c_str(), file_);
+		std::fflush(file_);
+	}
+
+	void tick()
+	{
+		std::unique_lock lock(mutex_);
+		while (!wake_.wait_for(lock, kTick, [this] { return stopped_; })) {
+			if (!last_ || migration::Phase::Committed == last_->phase || migration::Phase::Aborted == last_->phase)
+				continue;
+			migration::MigrationEvent now = *last_;
+			now.elapsed += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+											       lastAt_);
+			drawLocked(now);
+		}
+	}
+
 	std::FILE *file_ = nullptr;
 	bool live_ = false;
-	bool pending_ = false;
+	size_t columns_ = 0;
+	std::mutex mutex_;
+	std::condition_variable wake_;
+	bool stopped_ = false;
+	std::optional<migration::MigrationEvent> last_;
+	std::chrono::steady_clock::time_point lastAt_;
+	std::thread ticker_;
 };
 
 std::string hintFor(ExitCode code, const CommandLine &line)
@@ -149,7 +204,7 @@ ExitCode runMigrate(const CommandLine &line, api::AgentClient &agent, Terminal &
 		if (line.common.output == OutputFormat::Json) {
 			printLine(terminal.out, api::toJson(*started));
 		} else {
-			printLine(terminal.out, "migration " + id + " started on " + agent.url() + " → " +
+			printLine(terminal.out, "migration " + id + " started on " + agent.url() + " -> " +
 							request.targetAgent);
 			printLine(terminal.out, "follow it with: ferry status " + id);
 		}
@@ -157,7 +212,7 @@ ExitCode runMigrate(const CommandLine &line, api::AgentClient &agent, Terminal &
 	}
 
 	if (line.common.output == OutputFormat::Text)
-		printLine(terminal.out, "migration " + id + " started on " + agent.url() + " → " + request.targetAgent);
+		printLine(terminal.out, "migration " + id + " started on " + agent.url() + " -> " + request.targetAgent);
 	ProgressDisplay progress(line, terminal);
 	auto final = follow(agent, id, progress);
 	progress.finish();

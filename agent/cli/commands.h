@@ -22,6 +22,10 @@ struct Terminal {
 	std::FILE *err = stderr;
 	bool outIsTty = false;
 	bool errIsTty = false;
+	// Width of the TTYs (0: unknown). A live line longer than its
+	// terminal would wrap, and "\r" could no longer take it back.
+	unsigned outColumns = 0;
+	unsigned errColumns = 0;
 };
 
 // Starts the migration on the source agent; unless --no-wait, follows its

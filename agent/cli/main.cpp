@@ -3,6 +3,7 @@
 // Parses the command line (command_line.h), loads the credentials, connects
 // an AgentClient to the agent and runs one command (commands.h, doctor.h).
 // The exit codes are documented in output.h and docs/cli.md.
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,6 +42,14 @@ Status checkReadable(const char *flag, const std::string &path)
 	if (!path.empty() && ::access(path.c_str(), R_OK) < 0)
 		return makeError(std::string(flag) + ": cannot read " + path + ": " + std::strerror(errno), EINVAL);
 	return {};
+}
+
+unsigned terminalColumns(int fd)
+{
+	winsize size{};
+	if (::ioctl(fd, TIOCGWINSZ, &size) < 0)
+		return 0;
+	return size.ws_col;
 }
 
 } // namespace
@@ -83,6 +92,8 @@ int main(int argc, char **argv)
 	Terminal terminal;
 	terminal.outIsTty = ::isatty(STDOUT_FILENO) == 1;
 	terminal.errIsTty = ::isatty(STDERR_FILENO) == 1;
+	terminal.outColumns = terminalColumns(STDOUT_FILENO);
+	terminal.errColumns = terminalColumns(STDERR_FILENO);
 
 	if (line.command == Command::Doctor) {
 		auto checks = runDoctorChecks(line, credentials);

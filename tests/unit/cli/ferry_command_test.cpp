@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 #include "../api/fake_migration_service.h"
@@ -61,10 +63,27 @@ struct Run {
 
 // Runs the ferry binary with `args` and returns what it printed. stdin is
 // /dev/null and stdout/stderr are pipes (not TTYs): the output scripts get.
-Run runFerry(const std::vector<std::string> &args)
+// With `ttyColumns`, stdout is a pseudo-terminal that wide instead: what a
+// person sees.
+Run runFerry(const std::vector<std::string> &args, unsigned short ttyColumns = 0)
 {
 	int outPipe[2], errPipe[2];
-	REQUIRE(::pipe2(outPipe, O_CLOEXEC) == 0);
+	if (ttyColumns) {
+		int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		REQUIRE(master >= 0);
+		REQUIRE(::grantpt(master) == 0);
+		REQUIRE(::unlockpt(master) == 0);
+		winsize size{};
+		size.ws_row = 24;
+		size.ws_col = ttyColumns;
+		REQUIRE(::ioctl(master, TIOCSWINSZ, &size) == 0);
+		int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+		REQUIRE(slave >= 0);
+		outPipe[0] = master;
+		outPipe[1] = slave;
+	} else {
+		REQUIRE(::pipe2(outPipe, O_CLOEXEC) == 0);
+	}
 	REQUIRE(::pipe2(errPipe, O_CLOEXEC) == 0);
 	posix_spawn_file_actions_t actions;
 	posix_spawn_file_actions_init(&actions);
@@ -111,7 +130,7 @@ Run runFerry(const std::vector<std::string> &args)
 			ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
 			if (n > 0) {
 				sinks[i]->append(buffer, static_cast<size_t>(n));
-			} else if (n == 0 || errno != EINTR) {
+			} else if (n == 0 || errno != EINTR) { // a pty master reads EIO once the child is gone
 				::close(fds[i].fd);
 				fds[i].fd = -1;
 				--open;
@@ -281,6 +300,49 @@ TEST_CASE("migrate in text: progress lines, then the result")
 	CHECK(contains(result.out, "lock window  3.41 ms\n"));
 	CHECK(contains(result.out, "destination  http://198.51.100.2:7411\n"));
 	CHECK(result.out.find("streaming") < result.out.find("committed\n"));
+}
+
+TEST_CASE("migrate on a TTY: one live line, redrawn in place and ticking between events")
+{
+	Agent agent;
+	auto run = std::async(std::launch::async, [&] {
+		std::vector<std::string> args = {"--agent", agent.url, "--token-file", agent.tokenFile};
+		args.insert(args.end(), kMigrateArgs.begin(), kMigrateArgs.end());
+		return runFerry(args, 60);
+	});
+	REQUIRE(agent.fake.waitForSubscribers(1, 10s));
+	agent.fake.emit(eventOf("m-1", migration::Phase::Streaming, 1,
+				"a long message that does not fit in sixty columns at all, not even close"));
+	// No event for a while: the elapsed time must still move.
+	std::this_thread::sleep_for(1200ms);
+	agent.fake.addMigration(statusOf("m-1", migration::Phase::Committed));
+	agent.fake.emit(eventOf("m-1", migration::Phase::Committed, 4, ""));
+	Run result = run.get();
+	CHECK_MESSAGE(result.exitCode == 0, result.err);
+
+	// Each redraw goes back to column 0 and clears the line.
+	std::vector<std::string> draws;
+	for (size_t at = result.out.find("\r\x1b[K"); at != std::string::npos;) {
+		size_t next = result.out.find("\r\x1b[K", at + 1);
+		draws.push_back(result.out.substr(at + 4, next == std::string::npos ? std::string::npos : next - at - 4));
+		at = next;
+	}
+	size_t streamingDraws = 0;
+	std::set<std::string> distinct;
+	for (const std::string &draw : draws) {
+		if (draw.rfind("streaming", 0) != 0)
+			continue;
+		++streamingDraws;
+		distinct.insert(draw);
+		// Cut to the terminal's width, so that it never wraps.
+		CHECK(draw.size() < 60);
+	}
+	// One event, but the ticker redrew it with a moving clock.
+	CHECK(streamingDraws >= 3);
+	CHECK(distinct.size() >= 3);
+	CHECK(contains(result.out, "migration m-1 committed"));
+	// The live line was cleared before the result was printed.
+	CHECK(contains(result.out, "\r\x1b[Kmigration m-1 committed"));
 }
 
 TEST_CASE("migrate that aborts: exit 1, the status with its error, the reason on stderr")
