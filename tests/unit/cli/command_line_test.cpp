@@ -144,9 +144,12 @@ TEST_CASE("commands, ids and positional arguments")
 
 TEST_CASE("--help wins for every command, even when the rest is incomplete")
 {
-	for (auto [arg, command] : {std::pair{"migrate", Command::Migrate}, std::pair{"status", Command::Status},
-				    std::pair{"list", Command::List}, std::pair{"abort", Command::Abort},
-				    std::pair{"doctor", Command::Doctor}}) {
+	for (auto entry : {std::pair{"migrate", Command::Migrate}, std::pair{"status", Command::Status},
+			   std::pair{"list", Command::List}, std::pair{"abort", Command::Abort},
+			   std::pair{"doctor", Command::Doctor}}) {
+		// Not a structured binding: clang 14 cannot capture those in CAPTURE's lambda.
+		const char *arg = entry.first;
+		Command command = entry.second;
 		CAPTURE(arg);
 		auto line = parseOk({arg, "--help"});
 		CHECK(line.help);
