@@ -1,5 +1,6 @@
 #include "destination_migration.h"
 
+#include <fnmatch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include "base/failpoint.h"
 #include "base/log.h"
 #include "base/netns.h"
+#include "migration/phase_timer.h"
 #include "migration/workload_launcher.h"
 #include "netlink/address_switch.h"
 #include "netlink/neighbour_announce.h"
@@ -32,9 +34,12 @@ constexpr const char *kCommitting = "committing";
 constexpr const char *kCommitted = "committed";
 constexpr const char *kAborted = "aborted";
 
+// Allowlist entries are shell patterns ("ferry-*"), as the API matches
+// them (agent/api/allowlist.h): the engine checks again with the same rule.
 bool listed(const std::vector<std::string> &allowed, const std::string &value)
 {
-	return std::find(allowed.begin(), allowed.end(), value) != allowed.end();
+	return std::any_of(allowed.begin(), allowed.end(),
+			   [&](const std::string &pattern) { return ::fnmatch(pattern.c_str(), value.c_str(), 0) == 0; });
 }
 
 Result<std::vector<netlink::CidrPrefix>> parsePrefixes(const std::vector<std::string> &cidrs)
@@ -142,9 +147,11 @@ struct DestinationMigration::State {
 	std::vector<repair::ConnectionSnapshot> deferred;
 	std::vector<size_t> addedAddresses; // indexes into addresses
 	bool ended = false;
+	PhaseTimer timer;
 
 	State(MigrationContext &c, MigrationRecordPtr r, PrepareRequest q, JournalFile j)
-		: context(c), record(std::move(r)), request(std::move(q)), journal(std::move(j))
+		: context(c), record(std::move(r)), request(std::move(q)), journal(std::move(j)),
+		  timer(record->id(), "destination")
 	{
 	}
 
@@ -225,8 +232,10 @@ Status DestinationMigration::State::lockFlows()
 	lock = netlock::makeFlowLock(context.policy.lockStrategy);
 	record->markLockStart();
 	record->markBlackoutStart();
+	timer.start();
 	lockedAt = std::chrono::steady_clock::now();
 	FERRY_TRY(lock->lock(request.targetNetns, id(), flows, repair::kCraftedPacketMark));
+	timer.mark("lock");
 	record->enter(Phase::Locked);
 	return {};
 }
@@ -313,10 +322,12 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 	}();
 	if (!receipt.ok())
 		return fail(std::move(receipt).error().at("phase", "restore"));
+	s.timer.mark("receive_restore");
 
 	Status journaled = s.journal.append(kRestored, {{"connections", std::to_string(receipt->connectionsRestored)}});
 	if (!journaled.ok())
 		return fail(std::move(journaled).error());
+	s.timer.mark("journal_restored");
 	s.record->addBytes(receipt->queueBytes, receipt->imageBytes);
 	s.record->enter(Phase::Restored);
 	return receipt;
@@ -336,6 +347,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		return makeError("migration aborted: " + s.record->abortReason(), ECANCELED);
 	}
 
+	s.timer.mark("wait_commit");
 	if (Status injected = hitFailpoint("destination.commit"); !injected.ok()) {
 		s.dropLocked(injected.error().message());
 		return injected;
@@ -346,6 +358,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		s.dropLocked(journaled.error().message());
 		return journaled;
 	}
+	s.timer.mark("journal_adding_addresses");
 	for (size_t i = 0; i < s.addresses.size(); ++i) {
 		Status added = netlink::addAddress(s.netns.get(), s.request.addresses[i].targetInterface, s.addresses[i]);
 		if (!added.ok()) {
@@ -355,6 +368,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		s.addedAddresses.push_back(i);
 	}
 
+	s.timer.mark("address_add");
 	if (!s.deferred.empty()) {
 		Status late = [&]() -> Status {
 			FERRY_TRY_ASSIGN(ScopedNetns inside, ScopedNetns::enter(s.netns.get()));
@@ -376,7 +390,9 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	// From here the migration goes forward: the source has given up its
 	// addresses and waits for this answer.
 	s.record->enter(Phase::Committing);
+	s.timer.mark("deferred_restore");
 	(void)s.journal.append(kCommitting);
+	s.timer.mark("journal_committing");
 
 	// Announce in the background: the first frame goes out at once, the
 	// repeats must not hold up the commit.
@@ -392,6 +408,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		}).detach();
 	}
 
+	s.timer.mark("announce_start");
 	for (State::Restored &r : s.restored) {
 		Status resumed = repair::resume(r.fd.get(), r.snapshot);
 		if (!resumed.ok())
@@ -399,6 +416,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 						       << kv("flow", r.snapshot.flow.toString())
 						       << kv("error", resumed.error().message());
 	}
+	s.timer.mark("resume");
 	if (s.lock && s.lock->isLocked()) {
 		Status u = s.lock->unlock();
 		if (!u.ok())
@@ -407,6 +425,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	}
 	s.record->markLockEnd();
 	s.record->markBlackoutEnd();
+	s.timer.mark("unlock");
 
 	if (!s.request.handoff.execArgv.empty()) {
 		LaunchRequest launch;
@@ -437,9 +456,12 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		// The workload has its own copies now; ours go.
 		s.restored.clear();
 	}
+	s.timer.mark("launch_workload");
 
 	(void)s.journal.append(kCommitted);
+	s.timer.mark("journal_committed");
 	(void)s.context.journal.retire(s.journal);
+	s.timer.mark("retire");
 	s.ended = true;
 	s.record->markTotalEnd();
 	s.record->enter(Phase::Committed);
