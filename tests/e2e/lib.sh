@@ -1,0 +1,489 @@
+# Shared by the end-to-end tests (sourced, not run). Each test is a bash
+# script that meson runs as
+#
+#   bash tests/e2e/<case>.sh FERRYD FERRY DEMO_SERVER DEMO_CLIENT
+#
+# and that calls e2e_init "$@" first. The hosts are network namespaces
+# named after the test's pid (fe2e<pid>-a, -b, -c for the client, -sw for
+# the switch), so that two runs never share anything, joined by veth pairs
+# to a bridge in the switch namespace:
+#
+#   client 198.51.100.100  2001:db8::100 ─┐
+#   host A 198.51.100.1    2001:db8::1   ─┼─ br0 (fe2e<pid>-sw)
+#   host B 198.51.100.2    2001:db8::2   ─┘
+#
+# Everything lives in those namespaces and in one temporary directory, so
+# the EXIT trap removes all of it, also when an assertion fails halfway:
+# it kills the processes the test started (by pid), then whatever is left
+# in its namespaces (the servers ferryd on B started), then deletes the
+# namespaces, which takes their addresses and nft tables with them.
+#
+# Helpers fail the test with e2e_fail, which prints the agents' logs;
+# nothing here ignores an error silently.
+
+set -euo pipefail
+
+E2E_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+E2E_PIDS=()
+E2E_NETNS=()
+E2E_WORK=""
+E2E_KEEP=${E2E_KEEP:-}
+declare -A AGENT_URL=() AGENT_PID=() AGENT_PORT=()
+
+# --- reporting ---------------------------------------------------------
+
+e2e_say() { printf '[e2e %s] %s\n' "${E2E_NAME:-?}" "$*"; }
+e2e_check() { printf '[e2e %s] check: %s\n' "${E2E_NAME:-?}" "$*"; }
+
+e2e_dump_logs() {
+	[[ -n $E2E_WORK && -d $E2E_WORK ]] || return 0
+	local f
+	for f in "$E2E_WORK"/*/ferryd.log "$E2E_WORK"/*/ferryd.out "$E2E_WORK"/*.out "$E2E_WORK"/*.err "$E2E_WORK"/*.log "$E2E_WORK"/*.json; do
+		[[ -s $f ]] || continue
+		printf -- '----- %s (last 60 lines)\n' "${f#"$E2E_WORK"/}" >&2
+		tail -n 60 "$f" >&2
+	done
+}
+
+e2e_fail() {
+	printf '[e2e %s] FAIL: %s\n' "${E2E_NAME:-?}" "$*" >&2
+	e2e_dump_logs
+	exit 1
+}
+
+# --- setup and cleanup -------------------------------------------------
+
+e2e_cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	set +e
+	local pid ns
+	for pid in "${E2E_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+	for pid in "${E2E_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+	for ns in "${E2E_NETNS[@]}"; do
+		# What the test did not start itself: the workloads ferryd started.
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+	done
+	for ns in "${E2E_NETNS[@]}"; do
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			[[ -z $(ip netns pids "$ns" 2>/dev/null) ]] && break
+			sleep 0.1
+		done
+		ip netns del "$ns" 2>/dev/null
+	done
+	if [[ -n $E2E_WORK && -d $E2E_WORK ]]; then
+		if [[ -n $E2E_KEEP ]]; then
+			echo "[e2e ${E2E_NAME:-?}] kept $E2E_WORK" >&2
+		else
+			rm -rf "$E2E_WORK"
+		fi
+	fi
+	if ((status == 0)); then
+		e2e_say "PASS"
+	else
+		printf '[e2e %s] FAILED (status %d)\n' "${E2E_NAME:-?}" "$status" >&2
+	fi
+	exit "$status"
+}
+
+# e2e_init FERRYD FERRY DEMO_SERVER DEMO_CLIENT
+# Checks privileges, creates the work directory and the three hosts.
+e2e_init() {
+	E2E_NAME=${E2E_NAME:-$(basename "$0" .sh)}
+	if (($# < 4)); then
+		echo "usage: $0 FERRYD FERRY DEMO_SERVER DEMO_CLIENT" >&2
+		exit 2
+	fi
+	FERRYD=$(realpath "$1")
+	FERRY=$(realpath "$2")
+	DEMO_SERVER=$(realpath "$3")
+	DEMO_CLIENT=$(realpath "$4")
+	local binary
+	for binary in "$FERRYD" "$FERRY" "$DEMO_SERVER" "$DEMO_CLIENT"; do
+		[[ -x $binary ]] || { echo "[e2e $E2E_NAME] $binary is not executable" >&2; exit 1; }
+	done
+	if ((EUID != 0)); then
+		if [[ ${CI:-} == true ]]; then
+			echo "[e2e $E2E_NAME] FAIL: needs root (namespaces, nftables, TCP_REPAIR), and CI=true forbids skipping" >&2
+			exit 1
+		fi
+		echo "[e2e $E2E_NAME] SKIP: needs root" >&2
+		exit 77
+	fi
+	E2E_PREFIX=fe2e$$
+	E2E_WORK=$(mktemp -d "/tmp/$E2E_PREFIX.XXXXXX")
+	trap e2e_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	head -c 32 /dev/urandom | base64 | tr -d '\n' >"$E2E_WORK/token"
+	chmod 600 "$E2E_WORK/token"
+	TOKEN=$E2E_WORK/token
+
+	e2e_netns_add sw
+	ip -n "$(e2e_ns sw)" link add br0 type bridge
+	ip -n "$(e2e_ns sw)" link set br0 up
+	e2e_host a 198.51.100.1/24 2001:db8::1/64
+	e2e_host b 198.51.100.2/24 2001:db8::2/64
+	e2e_host c 198.51.100.100/24 2001:db8::100/64
+	e2e_say "hosts: A 198.51.100.1, B 198.51.100.2, client 198.51.100.100 (namespaces $E2E_PREFIX-*)"
+}
+
+e2e_ns() { echo "$E2E_PREFIX-$1"; }
+
+e2e_netns_add() {
+	local ns
+	ns=$(e2e_ns "$1")
+	ip netns add "$ns"
+	E2E_NETNS+=("$ns")
+	ip -n "$ns" link set lo up
+}
+
+# e2e_host NAME ADDRESS... : a namespace with eth0 on the bridge.
+e2e_host() {
+	local name=$1 ns address
+	shift
+	e2e_netns_add "$name"
+	ns=$(e2e_ns "$name")
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	ip -n "$(e2e_ns sw)" link add "v$name" type veth peer name eth0 netns "$ns"
+	ip -n "$(e2e_ns sw)" link set "v$name" master br0 up
+	ip -n "$ns" link set eth0 up
+	for address in "$@"; do e2e_address_add "$name" "$address"; done
+}
+
+e2e_address_add() { # HOST CIDR
+	if [[ $2 == *:* ]]; then
+		ip -n "$(e2e_ns "$1")" addr add "$2" dev eth0 nodad
+	else
+		ip -n "$(e2e_ns "$1")" addr add "$2" dev eth0
+	fi
+}
+
+# Runs a command in a host's namespace. Not for background processes whose
+# pid the test needs: `f &` forks a subshell, so $! would not be the
+# program's pid (`ip netns exec` itself execs the program).
+e2e_in() {
+	local host=$1
+	shift
+	ip netns exec "$(e2e_ns "$host")" "$@"
+}
+
+# Records a background process for the cleanup. Call right after `&`.
+e2e_track() { E2E_PIDS+=("$1"); }
+
+e2e_wait_for() { # FILE PATTERN SECONDS
+	local file=$1 pattern=$2 limit=$(($3 * 20)) i
+	for ((i = 0; i < limit; i++)); do
+		grep -q -- "$pattern" "$file" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# --- agents ------------------------------------------------------------
+
+# e2e_start_agent HOST [FERRYD ARGS...]
+# Starts ferryd in HOST on its host address, port 0, state dir WORK/HOST,
+# the shared token and an allowlist for the documentation ranges (callers
+# add or replace with their own flags). FERRY_FAILPOINTS, when set in the
+# caller's environment for this call, reaches ferryd. Sets AGENT_URL[HOST],
+# AGENT_PID[HOST] and AGENT_PORT[HOST]. With E2E_AGENT_PORT set, listens on
+# that port instead (a restart on the port the peer knows).
+e2e_start_agent() {
+	local host=$1 address pid
+	shift
+	case $host in
+	a) address=198.51.100.1 ;;
+	b) address=198.51.100.2 ;;
+	*) e2e_fail "no agent address for host $host" ;;
+	esac
+	local dir=$E2E_WORK/$host
+	mkdir -p "$dir"
+	: >"$dir/ferryd.out"
+	local auth=(--token-file "$TOKEN")
+	[[ -n ${E2E_AGENT_AUTH+x} ]] && auth=("${E2E_AGENT_AUTH[@]}")
+	ip netns exec "$(e2e_ns "$host")" "$FERRYD" --listen "$address:${E2E_AGENT_PORT:-0}" --state-dir "$dir" \
+		"${auth[@]}" --allow-netns self --allow-interface eth0 \
+		--allow-address 198.51.100.0/24 --allow-address 2001:db8::/32 --log info "$@" \
+		>>"$dir/ferryd.out" 2>>"$dir/ferryd.log" &
+	pid=$!
+	e2e_track "$pid"
+	if ! e2e_wait_for "$dir/ferryd.out" "listening on" 10; then
+		e2e_fail "ferryd on $host did not start"
+	fi
+	AGENT_PID[$host]=$pid
+	AGENT_URL[$host]=$(sed -n 's/^ferryd listening on \([^ ]*\).*/\1/p' "$dir/ferryd.out" | tail -n 1)
+	AGENT_PORT[$host]=${AGENT_URL[$host]##*:}
+	e2e_say "ferryd on $host: pid $pid, ${AGENT_URL[$host]}${FERRY_FAILPOINTS:+, failpoints $FERRY_FAILPOINTS}"
+}
+
+# e2e_kill_agent HOST: SIGKILL, and reap it.
+e2e_kill_agent() {
+	local pid=${AGENT_PID[$1]}
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null || true
+	e2e_say "killed ferryd on $1 (pid $pid) with SIGKILL"
+}
+
+# The ferry CLI against HOST's agent, run in HOST, with the token and json
+# output: e2e_ferry HOST ARGS...
+e2e_ferry() {
+	local host=$1
+	shift
+	e2e_in "$host" "$FERRY" --agent "${AGENT_URL[$host]}" --token-file "$TOKEN" -o json "$@"
+}
+
+# --- the demo workload -------------------------------------------------
+
+# e2e_start_server LISTEN RATE: the demo server on A, registered with A's
+# agent through its handoff socket. Sets SERVER_PID and SERVER_ADDRESS.
+e2e_start_server() {
+	local listen=$1 rate=$2
+	: >"$E2E_WORK/server-a.out"
+	FERRY_HANDOFF_SOCKET=$E2E_WORK/a/handoff.sock ip netns exec "$(e2e_ns a)" "$DEMO_SERVER" --listen "$listen" --rate "$rate" \
+		>"$E2E_WORK/server-a.out" 2>"$E2E_WORK/server-a.log" &
+	SERVER_PID=$!
+	e2e_track "$SERVER_PID"
+	e2e_wait_for "$E2E_WORK/server-a.out" '"listening"' 10 || e2e_fail "the demo server did not start"
+	e2e_wait_for "$E2E_WORK/a/ferryd.log" "workload registered.*pid=$SERVER_PID" 10 ||
+		e2e_fail "the demo server did not register with ferryd on A"
+	SERVER_ADDRESS=$(python3 "$E2E_HERE/check.py" field "$E2E_WORK/server-a.out" listening address)
+	SERVER_RATE=$rate
+	e2e_say "demo server on A: pid $SERVER_PID, $SERVER_ADDRESS, registered through the handoff socket"
+}
+
+# e2e_start_client CONNECTIONS RATE [CLIENT ARGS...]: sets CLIENT_PID.
+e2e_start_client() {
+	local connections=$1 rate=$2
+	shift 2
+	: >"$E2E_WORK/client.out"
+	ip netns exec "$(e2e_ns c)" "$DEMO_CLIENT" --connect "$SERVER_ADDRESS" --connections "$connections" --rate "$rate" "$@" \
+		>"$E2E_WORK/client.out" 2>"$E2E_WORK/client.log" &
+	CLIENT_PID=$!
+	e2e_track "$CLIENT_PID"
+	CLIENT_CONNECTIONS=$connections
+	e2e_wait_for "$E2E_WORK/client.log" "connections open" 20 || e2e_fail "the demo client did not connect"
+	e2e_say "demo client: pid $CLIENT_PID, $connections connections to $SERVER_ADDRESS at $rate/s each"
+}
+
+# Asks a process that prints one JSON line on SIGUSR1 for it and copies the
+# new line to DEST: e2e_snapshot PID OUTFILE EVENT DEST
+e2e_snapshot() {
+	local pid=$1 out=$2 event=$3 dest=$4 before i
+	before=$(grep -c "\"event\":\"$event\"" "$out" || true)
+	kill -USR1 "$pid" || e2e_fail "process $pid (for $event) is gone"
+	for ((i = 0; i < 100; i++)); do
+		if (($(grep -c "\"event\":\"$event\"" "$out" || true) > before)); then
+			grep "\"event\":\"$event\"" "$out" | tail -n 1 >"$dest"
+			return 0
+		fi
+		sleep 0.05
+	done
+	e2e_fail "no $event line from pid $pid after SIGUSR1"
+}
+
+# Ends the client (SIGTERM: it stops sending, drains and reports) and
+# returns its exit status in CLIENT_STATUS.
+e2e_stop_client() {
+	kill -TERM "$CLIENT_PID" 2>/dev/null || true
+	set +e
+	wait "$CLIENT_PID"
+	CLIENT_STATUS=$?
+	set -e
+	e2e_say "demo client ended with status $CLIENT_STATUS"
+}
+
+# The pids in HOST's namespace other than its agent: the servers ferryd
+# started there.
+e2e_workloads_in() {
+	local host=$1 pid
+	for pid in $(ip netns pids "$(e2e_ns "$host")"); do
+		[[ $pid == "${AGENT_PID[$host]:-}" ]] || echo "$pid"
+	done
+}
+
+# SIGTERM to a server and wait until it printed its final line to OUT.
+e2e_stop_server() { # PID OUT
+	kill -TERM "$1" 2>/dev/null || true
+	e2e_wait_for "$2" '"event":"final"' 10 || e2e_fail "server $1 printed no final report"
+}
+
+# --- migrate -----------------------------------------------------------
+
+# e2e_migrate ADDRESS_CIDR [EXTRA MIGRATE ARGS...]: ferry migrate on A of
+# the demo server to B (--to defaults to B's agent unless E2E_TO is set).
+# The status JSON goes to WORK/migrate.json, stderr to WORK/migrate.err,
+# the exit status to MIGRATE_STATUS and the id to MIGRATION_ID.
+e2e_migrate() {
+	local cidr=$1
+	shift
+	local to=${E2E_TO:-${AGENT_URL[b]:-}}
+	set +e
+	e2e_ferry a migrate --pid "$SERVER_PID" --to "$to" --target-netns "${E2E_TARGET_NETNS:-self}" \
+		--address "$cidr@eth0" --exec "$DEMO_SERVER --rate $SERVER_RATE" \
+		--env "FERRY_HANDOFF_SOCKET=$E2E_WORK/b/handoff.sock" "$@" \
+		>"$E2E_WORK/migrate.json" 2>"$E2E_WORK/migrate.err"
+	MIGRATE_STATUS=$?
+	set -e
+	MIGRATION_ID=$(python3 "$E2E_HERE/check.py" get "$E2E_WORK/migrate.json" id 2>/dev/null || true)
+	e2e_say "ferry migrate exited $MIGRATE_STATUS, migration ${MIGRATION_ID:-?}"
+	if [[ -s $E2E_WORK/migrate.err ]]; then sed 's/^/    ferry: /' "$E2E_WORK/migrate.err"; fi
+}
+
+# --- assertions --------------------------------------------------------
+
+e2e_has_address() { # HOST ADDRESS (no prefix)
+	ip -n "$(e2e_ns "$1")" -o addr show dev eth0 | awk '{print $4}' | grep -qx -- "$2/[0-9]*"
+}
+
+e2e_assert_address_on() { # HOST ADDRESS OTHERHOST
+	e2e_check "service address $2 is on $1 and not on $3"
+	e2e_has_address "$1" "$2" || e2e_fail "$2 is not on host $1: $(ip -n "$(e2e_ns "$1")" -o addr show dev eth0)"
+	! e2e_has_address "$3" "$2" || e2e_fail "$2 is still (or also) on host $3"
+}
+
+# No nft table whose name contains "ferry" in any host: the flow locks.
+e2e_assert_no_lock() {
+	local host tables
+	e2e_check "no ferry nft table left on A or B"
+	for host in "$@"; do
+		tables=$(e2e_in "$host" nft list tables 2>&1) || e2e_fail "nft list tables in $host: $tables"
+		if grep -qi ferry <<<"$tables"; then
+			e2e_fail "host $host still has a ferry nft table: $tables
+$(e2e_in "$host" nft list ruleset 2>&1 | head -40)"
+		fi
+	done
+}
+
+# No live journal (STATE/journal/*.journal) on the hosts given; with
+# E2E_DONE_ID set, that migration's journal is in done/ on each.
+e2e_assert_journals_retired() {
+	local host live
+	for host in "$@"; do
+		e2e_check "no live journal on $host${E2E_DONE_ID:+, $E2E_DONE_ID retired to done/}"
+		live=$(find "$E2E_WORK/$host/journal" -maxdepth 1 -name '*.journal' 2>/dev/null)
+		[[ -z $live ]] || e2e_fail "live journal(s) on $host: $live
+$(tail -n 20 $live)"
+		if [[ -n ${E2E_DONE_ID:-} ]]; then
+			[[ -f $E2E_WORK/$host/journal/done/$E2E_DONE_ID.journal ]] ||
+				e2e_fail "no $E2E_DONE_ID.journal in $host's journal/done: $(ls "$E2E_WORK/$host/journal/done" 2>&1)"
+		fi
+	done
+}
+
+# e2e_assert_status HOST ID PHASE [ERROR_SUBSTRING]: `ferry status` there.
+e2e_assert_status() {
+	local host=$1 id=$2 phase=$3 error=${4:-}
+	e2e_check "ferry status $id on $host: $phase${error:+, error mentions '$error'}"
+	e2e_ferry "$host" status "$id" >"$E2E_WORK/status-$host.json" 2>"$E2E_WORK/status-$host.err" ||
+		e2e_fail "ferry status $id on $host failed: $(cat "$E2E_WORK/status-$host.err")"
+	python3 "$E2E_HERE/check.py" status "$E2E_WORK/status-$host.json" --id "$id" --phase "$phase" \
+		${error:+--error "$error"} || e2e_fail "status of $id on $host"
+}
+
+# e2e_assert_listed HOST ID PHASE: `ferry list` there shows it.
+e2e_assert_listed() {
+	local host=$1 id=$2 phase=$3
+	e2e_check "ferry list on $host shows $id $phase"
+	e2e_ferry "$host" list >"$E2E_WORK/list-$host.json" 2>"$E2E_WORK/list-$host.err" ||
+		e2e_fail "ferry list on $host failed: $(cat "$E2E_WORK/list-$host.err")"
+	python3 "$E2E_HERE/check.py" listed "$E2E_WORK/list-$host.json" --id "$id" --phase "$phase" ||
+		e2e_fail "list on $host"
+}
+
+e2e_py() { python3 "$E2E_HERE/check.py" "$@"; }
+
+# After an abort: the client keeps streaming over the same connections to
+# the server on A, both verify every byte, and nothing is left behind.
+# e2e_assert_rolled_back SERVICE_ADDRESS REASON_SUBSTRING [HOSTS WITH AGENTS]
+e2e_assert_rolled_back() {
+	local address=$1 reason=$2
+	shift 2
+	local hosts=("$@")
+	((${#hosts[@]})) || hosts=(a b)
+
+	e2e_check "ferry migrate exited 1 (aborted)"
+	((MIGRATE_STATUS == 1)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS, expected 1"
+	[[ -n $MIGRATION_ID ]] || e2e_fail "ferry migrate -o json printed no migration id"
+	e2e_py status "$E2E_WORK/migrate.json" --id "$MIGRATION_ID" --phase aborted --error "$reason" ||
+		e2e_fail "the migrate result"
+
+	e2e_snapshot "$CLIENT_PID" "$E2E_WORK/client.out" progress "$E2E_WORK/client-after-abort.json"
+	e2e_snapshot "$SERVER_PID" "$E2E_WORK/server-a.out" status "$E2E_WORK/server-after-abort.json"
+	e2e_assert_address_on a "$address" b
+	e2e_assert_no_lock "${hosts[@]}"
+	E2E_DONE_ID=$MIGRATION_ID e2e_assert_journals_retired a
+	e2e_assert_status a "$MIGRATION_ID" aborted "$reason"
+
+	sleep 1
+	e2e_check "the server on A still serves the same connections after the abort"
+	e2e_snapshot "$SERVER_PID" "$E2E_WORK/server-a.out" status "$E2E_WORK/server-later.json"
+	e2e_py server-grew "$E2E_WORK/server-after-abort.json" "$E2E_WORK/server-later.json" \
+		--connections "$CLIENT_CONNECTIONS" || e2e_fail "server on A after the abort"
+	e2e_stop_client
+	e2e_check "the client saw every connection alive, zero errors, bytes verified after the abort"
+	e2e_py client-report "$E2E_WORK/client.out" --status "$CLIENT_STATUS" --connections "$CLIENT_CONNECTIONS" \
+		--grew-since "$E2E_WORK/client-after-abort.json" || e2e_fail "client report after the abort"
+	e2e_stop_server "$SERVER_PID" "$E2E_WORK/server-a.out"
+	e2e_check "the server on A ended with zero errors and no reset"
+	e2e_py server-final "$E2E_WORK/server-a.out" --connections "$CLIENT_CONNECTIONS" ||
+		e2e_fail "server on A"
+}
+
+# --- the committed migration, shared by the streaming cases -------------
+
+# e2e_committed_migration SERVICE_CIDR LISTEN CONNECTIONS RATE [CLIENT ARGS...]
+# Agents on A and B, the service address and the demo server on A, the
+# client streaming; then ferry migrate, and every check of a committed
+# migration: result, client verifying after the commit, the server on B
+# with inherited offsets, the address moved, no lock, journals retired,
+# listed as committed on both agents. With --idle among the client args,
+# nothing streams and "grew" checks are left out.
+e2e_committed_migration() {
+	local cidr=$1 listen=$2 connections=$3 rate=$4
+	shift 4
+	local address=${cidr%/*} idle=()
+	[[ " $* " == *" --idle "* ]] && idle=(--idle)
+	e2e_start_agent a
+	e2e_start_agent b
+	e2e_address_add a "$cidr"
+	e2e_start_server "$listen" "$rate"
+	e2e_start_client "$connections" "$rate" "$@"
+	sleep "${E2E_BEFORE_SECONDS:-1.5}"
+	e2e_snapshot "$CLIENT_PID" "$E2E_WORK/client.out" progress "$E2E_WORK/client-before.json"
+
+	e2e_migrate "$cidr"
+	e2e_snapshot "$CLIENT_PID" "$E2E_WORK/client.out" progress "$E2E_WORK/client-after-commit.json"
+	e2e_check "ferry migrate exited 0 and the migration committed"
+	((MIGRATE_STATUS == 0)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS"
+	e2e_py status "$E2E_WORK/migrate.json" --id "$MIGRATION_ID" --phase committed || e2e_fail "migrate result"
+	e2e_py get "$E2E_WORK/migrate.json" connections >"$E2E_WORK/moved"
+	e2e_check "sockets moved: $(cat "$E2E_WORK/moved") (at least $connections connections)"
+	(($(cat "$E2E_WORK/moved") >= connections)) || e2e_fail "only $(cat "$E2E_WORK/moved") sockets moved"
+	e2e_say "blackout $(e2e_py get "$E2E_WORK/migrate.json" blackoutUs) us, lock window $(e2e_py get "$E2E_WORK/migrate.json" lockWindowUs) us"
+
+	e2e_assert_address_on b "$address" a
+	e2e_assert_no_lock a b
+	E2E_DONE_ID=$MIGRATION_ID e2e_assert_journals_retired a b
+	e2e_assert_listed a "$MIGRATION_ID" committed
+	e2e_assert_listed b "$MIGRATION_ID" committed
+
+	e2e_check "the server on A exited after the commit"
+	local i
+	for ((i = 0; i < 100; i++)); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
+	! kill -0 "$SERVER_PID" 2>/dev/null || e2e_fail "the server on A (pid $SERVER_PID) is still running"
+	local servers
+	servers=$(e2e_workloads_in b)
+	e2e_check "one server runs on B: ${servers//$'\n'/ }"
+	[[ -n $servers && $(wc -w <<<"$servers") == 1 ]] || e2e_fail "expected one server on B, found '${servers}'"
+
+	sleep "${E2E_AFTER_SECONDS:-1.5}"
+	e2e_stop_client
+	e2e_check "client: all $connections connections alive, zero errors, bytes verified both ways after the commit"
+	e2e_py client-report "$E2E_WORK/client.out" --status "$CLIENT_STATUS" --connections "$connections" \
+		--grew-since "$E2E_WORK/client-after-commit.json" "${idle[@]}" || e2e_fail "client report"
+	e2e_stop_server "$servers" "$E2E_WORK/b/ferryd.out"
+	e2e_check "the server on B: zero errors, $connections adopted connections with inherited offsets"
+	e2e_py server-final "$E2E_WORK/b/ferryd.out" --connections "$connections" --inherited "${idle[@]}" ||
+		e2e_fail "server on B"
+}
