@@ -149,26 +149,46 @@ void markCloseOnExecFrom(int first)
 	if (plan.netnsFd >= 0 && ::setns(plan.netnsFd, CLONE_NEWNET) != 0)
 		childFail(errorFd, ChildStage::Setns);
 
-	// Sources may sit anywhere, inside the target range 3..3+n too, in
-	// any order. Copy everything needed above the range first, then dup2
-	// each copy down to its place: no dup2 can clobber a source that is
-	// still to be moved.
 	int n = static_cast<int>(plan.sources.size());
 	int top = kFirstFd + n;
 	int movedErrorFd = ::fcntl(errorFd, F_DUPFD_CLOEXEC, top);
 	if (movedErrorFd < 0)
 		childFail(errorFd, ChildStage::Fds);
 	errorFd = movedErrorFd;
-	for (int i = 0; i < n; i++) {
-		plan.copies[static_cast<size_t>(i)] = ::fcntl(plan.sources[static_cast<size_t>(i)], F_DUPFD_CLOEXEC, top);
-		if (plan.copies[static_cast<size_t>(i)] < 0)
-			childFail(errorFd, ChildStage::Fds);
+	// The usual case: the agent's restored sockets have ascending fds,
+	// all >= 3. Then source i >= 3+i, and dup2 in ascending order never
+	// clobbers a source still to be moved (every later source is above
+	// the target), so no copies are needed. That matters at scale: with
+	// copies, 10,000 sockets need 20,000 fds in the child and hit the
+	// open-file limit.
+	bool ascending = n == 0 || plan.sources[0] >= kFirstFd;
+	for (int i = 1; ascending && i < n; i++)
+		ascending = plan.sources[static_cast<size_t>(i)] > plan.sources[static_cast<size_t>(i - 1)];
+	if (ascending) {
+		for (int i = 0; i < n; i++) {
+			int source = plan.sources[static_cast<size_t>(i)];
+			// dup2 onto itself does nothing: clear FD_CLOEXEC by hand.
+			int rc = source == kFirstFd + i ? ::fcntl(source, F_SETFD, 0) : ::dup2(source, kFirstFd + i);
+			if (rc < 0)
+				childFail(errorFd, ChildStage::Fds);
+		}
+	} else {
+		// Sources may sit anywhere, inside the target range 3..3+n too,
+		// in any order. Copy everything needed above the range first,
+		// then dup2 each copy down to its place: no dup2 can clobber a
+		// source that is still to be moved.
+		for (int i = 0; i < n; i++) {
+			plan.copies[static_cast<size_t>(i)] =
+				::fcntl(plan.sources[static_cast<size_t>(i)], F_DUPFD_CLOEXEC, top);
+			if (plan.copies[static_cast<size_t>(i)] < 0)
+				childFail(errorFd, ChildStage::Fds);
+		}
+		// dup2 leaves FD_CLOEXEC clear on the new fd: exactly 3..3+n-1
+		// survive the exec.
+		for (int i = 0; i < n; i++)
+			if (::dup2(plan.copies[static_cast<size_t>(i)], kFirstFd + i) < 0)
+				childFail(errorFd, ChildStage::Fds);
 	}
-	// dup2 leaves FD_CLOEXEC clear on the new fd: exactly 3..3+n-1
-	// survive the exec.
-	for (int i = 0; i < n; i++)
-		if (::dup2(plan.copies[static_cast<size_t>(i)], kFirstFd + i) < 0)
-			childFail(errorFd, ChildStage::Fds);
 	// Every other fd above the range (the agent's, the copies, the
 	// netns fd, the error pipe) closes at exec; the pipe stays usable
 	// until then.
