@@ -324,7 +324,14 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 		return fail(std::move(receipt).error().at("phase", "restore"));
 	s.timer.mark("receive_restore");
 
-	Status journaled = s.journal.append(kRestored, {{"connections", std::to_string(receipt->connectionsRestored)}});
+	// The address addition that commit() makes is announced here, with
+	// "restored", so that commit pays for one sync fewer inside the
+	// blackout. Recovery removes only addresses that are present, and
+	// prepare() checked that none of them was.
+	std::vector<JournalFile::Step> steps{{kRestored, {{"connections", std::to_string(receipt->connectionsRestored)}}}};
+	if (!s.addresses.empty())
+		steps.push_back({kAddingAddresses, {{"addresses", joinAddresses(s.request.addresses)}}});
+	Status journaled = s.journal.appendAll(steps);
 	if (!journaled.ok())
 		return fail(std::move(journaled).error());
 	s.timer.mark("journal_restored");
@@ -352,13 +359,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		s.dropLocked(injected.error().message());
 		return injected;
 	}
-	s.record->enter(Phase::Switching);
-	Status journaled = s.journal.append(kAddingAddresses, {{"addresses", joinAddresses(s.request.addresses)}});
-	if (!journaled.ok()) {
-		s.dropLocked(journaled.error().message());
-		return journaled;
-	}
-	s.timer.mark("journal_adding_addresses");
+	s.record->enter(Phase::Switching); // "adding_addresses" was journaled with "restored"
 	for (size_t i = 0; i < s.addresses.size(); ++i) {
 		Status added = netlink::addAddress(s.netns.get(), s.request.addresses[i].targetInterface, s.addresses[i]);
 		if (!added.ok()) {
@@ -458,9 +459,11 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	}
 	s.timer.mark("launch_workload");
 
-	(void)s.journal.append(kCommitted);
+	Status journaled = s.journal.append(kCommitted);
 	s.timer.mark("journal_committed");
-	(void)s.context.journal.retire(s.journal);
+	// "committed" is durable: a lost rename only makes recovery retire it again.
+	(void)s.context.journal.retire(s.journal, journaled.ok() ? MigrationJournal::Durable::No
+								  : MigrationJournal::Durable::Yes);
 	s.timer.mark("retire");
 	s.ended = true;
 	s.record->markTotalEnd();

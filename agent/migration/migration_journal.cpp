@@ -149,12 +149,25 @@ JournalFile::JournalFile(std::string id, std::string path, UniqueFd fd, std::vec
 
 Status JournalFile::append(std::string_view step, const std::map<std::string, std::string> &fields)
 {
-	JournalEntry entry;
-	entry.seq = entries_.empty() ? 1 : entries_.back().seq + 1;
-	entry.timeMicros = nowMicros();
-	entry.step = std::string(step);
-	entry.fields = fields;
-	std::string line = encodeEntry(entry);
+	return appendAll({Step{step, fields}});
+}
+
+Status JournalFile::appendAll(const std::vector<Step> &steps)
+{
+	std::vector<JournalEntry> added;
+	std::string line;
+	uint64_t seq = entries_.empty() ? 0 : entries_.back().seq;
+	uint64_t now = nowMicros();
+	for (const Step &s : steps) {
+		JournalEntry entry;
+		entry.seq = ++seq;
+		entry.timeMicros = now;
+		entry.step = std::string(s.step);
+		entry.fields = s.fields;
+		line += encodeEntry(entry);
+		added.push_back(std::move(entry));
+	}
+	std::string_view step = steps.empty() ? std::string_view{} : steps.back().step;
 	size_t written = 0;
 	while (written < line.size()) {
 		ssize_t n = ::write(fd_.get(), line.data() + written, line.size() - written);
@@ -166,7 +179,8 @@ Status JournalFile::append(std::string_view step, const std::map<std::string, st
 	}
 	if (::fdatasync(fd_.get()) < 0)
 		return errnoError("cannot sync journal").at("step", step).at("path", path_);
-	entries_.push_back(std::move(entry));
+	for (JournalEntry &entry : added)
+		entries_.push_back(std::move(entry));
 	return {};
 }
 
@@ -245,11 +259,13 @@ Result<std::vector<JournalFile>> MigrationJournal::openLive()
 	return files;
 }
 
-Status MigrationJournal::retire(const JournalFile &file)
+Status MigrationJournal::retire(const JournalFile &file, Durable durable)
 {
 	std::string target = dir_ + "/done/" + file.migrationId() + std::string(kSuffix);
 	if (::rename(file.path_.c_str(), target.c_str()) < 0)
 		return errnoError("cannot retire journal").at("path", file.path_);
+	if (durable == Durable::No)
+		return {};
 	FERRY_TRY(syncDirectory(dir_));
 	return syncDirectory(dir_ + "/done");
 }

@@ -51,6 +51,16 @@ public:
 	// Appends one entry and fsyncs it. Returns only once it is durable.
 	Status append(std::string_view step, const std::map<std::string, std::string> &fields = {});
 
+	// Appends several entries with one write and one fsync: for steps that
+	// are all announced before any of them is taken, so that the blackout
+	// pays for one sync rather than one per step. A torn write keeps a
+	// prefix of them, which is still a journal of steps not yet taken.
+	struct Step {
+		std::string_view step;
+		std::map<std::string, std::string> fields;
+	};
+	Status appendAll(const std::vector<Step> &steps);
+
 	const std::vector<JournalEntry> &entries() const { return entries_; }
 	// The last step appended or read back; "" for an empty journal.
 	std::string_view lastStep() const;
@@ -86,7 +96,11 @@ public:
 
 	// Moves a finished migration's journal to done/. It stays there for
 	// `ferry status` and post-mortems; nothing reads it at start-up.
-	Status retire(const JournalFile &file);
+	// Durable::No skips the directory fsyncs: only for a journal whose
+	// last step is durably "committed", which recovery would just retire
+	// again if the rename were lost in a crash.
+	enum class Durable { Yes, No };
+	Status retire(const JournalFile &file, Durable durable = Durable::Yes);
 
 	const std::string &directory() const { return dir_; }
 

@@ -160,7 +160,9 @@ void MigrationRecord::markLockEnd()
 void MigrationRecord::markBlackoutEnd()
 {
 	std::lock_guard lock(mutex_);
-	if (blackoutStart_)
+	// The first end counts: the source marks it when the destination
+	// answers the commit, and again (ignored) once it has cleaned up.
+	if (blackoutStart_ && !status_.blackout)
 		status_.blackout = since(*blackoutStart_);
 }
 

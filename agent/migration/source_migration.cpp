@@ -9,6 +9,7 @@
 #include "base/failpoint.h"
 #include "base/log.h"
 #include "base/netns.h"
+#include "migration/phase_timer.h"
 #include "migration/process_freeze.h"
 #include "netlink/address_switch.h"
 #include "netlink/sock_diag.h"
@@ -169,9 +170,12 @@ struct SourceMigration::State {
 	std::vector<AddressMove> removed;
 	PeerAgentPtr peer;
 	bool negotiated = false;
+	std::map<std::string, std::string> streamedFields; // journaled with the address removal
+	PhaseTimer timer;
 
 	State(MigrationContext &c, MigrationRecordPtr r, MigrationRequest q, JournalFile j)
-		: context(c), record(std::move(r)), request(std::move(q)), journal(std::move(j))
+		: context(c), record(std::move(r)), request(std::move(q)), journal(std::move(j)),
+		  timer(record->id(), "source")
 	{
 	}
 
@@ -292,8 +296,10 @@ Status SourceMigration::State::freeze()
 		if (workload.ok()) {
 			FERRY_TRY(journal.append(kFreezing, {{"mode", "handoff"}, {"pid", std::to_string(*workload)}}));
 			record->markBlackoutStart();
+			timer.start();
 			FERRY_TRY_ASSIGN(workloadState,
 					 context.handoff->prepare(*workload, id(), context.policy.handoffTimeout));
+			timer.mark("freeze");
 			handedOff = *workload;
 			record->enter(Phase::Frozen, "workload handed over");
 			return {};
@@ -313,8 +319,10 @@ Status SourceMigration::State::freeze()
 	}
 	FERRY_TRY(journal.append(kFreezing, {{"mode", "stop"}, {"processes", formatProcesses(refs)}}));
 	record->markBlackoutStart();
+	timer.start();
 	stopped = refs;
 	FERRY_TRY(stopProcesses(refs, kStopTimeout));
+	timer.mark("freeze");
 	record->enter(Phase::Frozen);
 	return {};
 }
@@ -332,17 +340,22 @@ Status SourceMigration::State::lockFlows()
 			return makeError("unknown lock strategy '" + request.lockStrategy + "'", EINVAL);
 		strategy = *parsed;
 	}
-	FERRY_TRY(journal.append(kLocking, {{"netns", netnsSpec}, {"strategy", std::string(netlock::strategyName(strategy))}}));
+	// The dump's holders are journaled with the lock, in one sync: both
+	// steps are announced before either is taken, and recovery's undo of
+	// a dump that never ran (repair on and off again) changes nothing.
+	FERRY_TRY(journal.appendAll({{kLocking, {{"netns", netnsSpec}, {"strategy", std::string(netlock::strategyName(strategy))}}},
+				     {kDumping, {{"holders", formatHolders(sockets)}}}}));
+	timer.mark("journal_locking_dumping");
 	lock = netlock::makeFlowLock(strategy);
 	record->markLockStart();
 	FERRY_TRY(lock->lock(netnsSpec, id(), flows, repair::kCraftedPacketMark));
+	timer.mark("lock");
 	record->enter(Phase::Locked);
 	return {};
 }
 
 Status SourceMigration::State::stream()
 {
-	FERRY_TRY(journal.append(kDumping, {{"holders", formatHolders(sockets)}}));
 	record->enter(Phase::Streaming);
 
 	std::vector<uint8_t> pending;
@@ -402,27 +415,36 @@ Status SourceMigration::State::stream()
 	};
 
 	FERRY_TRY_ASSIGN(ImageReceipt receipt, peer->sendImage(id(), producer));
+	timer.mark("dump_upload_restore");
 	if (receipt.connectionsRestored != sockets.size())
 		return makeError("the destination restored " + std::to_string(receipt.connectionsRestored) + " of " +
 					 std::to_string(sockets.size()) + " connections",
 				 EPROTO);
 	record->addBytes(queueBytes, receipt.imageBytes);
-	FERRY_TRY(journal.append(kStreamed, {{"connections", std::to_string(receipt.connectionsRestored)},
-					     {"image_bytes", std::to_string(receipt.imageBytes)}}));
+	streamedFields = {{"connections", std::to_string(receipt.connectionsRestored)},
+			  {"image_bytes", std::to_string(receipt.imageBytes)}};
 	return {};
 }
 
 Status SourceMigration::State::switchAddresses()
 {
-	if (request.addresses.empty())
+	// "streamed" is journaled with the address removal that follows it, in
+	// one sync: it records a fact and undoes nothing.
+	if (request.addresses.empty()) {
+		FERRY_TRY(journal.append(kStreamed, streamedFields));
+		timer.mark("journal_streamed");
 		return {};
+	}
 	record->enter(Phase::Switching);
-	FERRY_TRY(journal.append(kRemovingAddresses, {{"addresses", formatAddresses(request.addresses)}}));
+	FERRY_TRY(journal.appendAll({{kStreamed, streamedFields},
+				     {kRemovingAddresses, {{"addresses", formatAddresses(request.addresses)}}}}));
+	timer.mark("journal_streamed_removing_addresses");
 	for (const AddressMove &move : request.addresses) {
 		FERRY_TRY_ASSIGN(netlink::ServiceAddress address, netlink::ServiceAddress::parse(move.cidr));
 		FERRY_TRY(netlink::removeAddress(netns.get(), move.sourceInterface, address));
 		removed.push_back(move);
 	}
+	timer.mark("address_remove");
 	return {};
 }
 
@@ -432,9 +454,16 @@ Status SourceMigration::State::commit()
 	FERRY_TRY(hitFailpoint("source.before_commit"));
 	record->enter(Phase::Committing);
 	FERRY_TRY(journal.append(kCommitSent));
+	timer.mark("journal_commit_sent");
 	Status sent = peer->commit(id(), CommitRequest{workloadState});
-	if (sent.ok())
+	timer.mark("commit_rpc");
+	if (sent.ok()) {
+		// The destination has committed and unlocked: the peers talk to
+		// it from here on. What this side does next (journal, end the
+		// frozen workload, discard) is invisible to them.
+		record->markBlackoutEnd();
 		return {};
+	}
 	// The answer may have been lost after the destination committed: only
 	// its own word decides. Ask until it answers or the deadline passes.
 	auto deadline = std::chrono::steady_clock::now() + context.policy.commitTimeout;
@@ -461,7 +490,8 @@ void SourceMigration::State::finishCommitted()
 	if (!journaled.ok())
 		FERRY_LOG(logMigration, Error) << "cannot journal the commit" << kv("migration", id())
 					       << kv("error", journaled.error().message());
-	record->markBlackoutEnd();
+	record->markBlackoutEnd(); // no-op when commit() marked it at the answer
+	timer.mark("journal_committed");
 
 	// End the workload first, then drop our references: the sockets are in
 	// repair mode, so the last close sends neither FIN nor RST.
@@ -472,6 +502,7 @@ void SourceMigration::State::finishCommitted()
 			killProcesses({*ref}, s.ok() ? kKillTimeout : std::chrono::milliseconds(0));
 	}
 	killProcesses(stopped, kKillTimeout);
+	timer.mark("end_workload");
 	for (TakenSocket &s : sockets) {
 		Status d = repair::discard(std::move(s.fd));
 		if (!d.ok())
@@ -485,8 +516,12 @@ void SourceMigration::State::finishCommitted()
 						       << kv("error", u.error().message());
 	}
 	record->markLockEnd();
+	timer.mark("discard_unlock");
 	record->markTotalEnd();
-	Status retired = context.journal.retire(journal);
+	// "committed" is durable: a lost rename only makes recovery retire it again.
+	Status retired = context.journal.retire(journal, journaled.ok() ? MigrationJournal::Durable::No
+									: MigrationJournal::Durable::Yes);
+	timer.mark("retire");
 	(void)retired;
 	record->enter(Phase::Committed);
 	FERRY_LOG(logMigration, Info) << "committed" << kv("migration", id()) << kv("role", "source");
