@@ -1,5 +1,6 @@
 #include "socket_repair.h"
 
+#include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <netinet/in.h>
@@ -14,10 +15,13 @@
 #include <array>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "base/log.h"
 #include "crafted_segment.h"
 #include "diag_lookup.h"
+#include "kernel_features.h"
+#include "tcp_info_ext.h"
 #include "state_plan.h"
 
 namespace ferry::repair {
@@ -115,10 +119,51 @@ bool isV6Socket(const ConnectionSnapshot &s)
 
 // ---- user options ---------------------------------------------------------
 
-// Read before repair mode is turned on: TCP_REPAIR forces sk_reuse and
-// changes what TCP_MAXSEG reports.
-Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o)
+// What snapshot() knows about a socket from a census, and how far it may
+// trust it (diag_lookup.h, "Validity").
+struct Known {
+	// The census lists the socket: it is TCP, its names are these (a
+	// connected socket's names never change), and the sock_diag facts and
+	// the options only the application sets hold while it is frozen.
+	const CensusEntry *entry = nullptr;
+	// Nothing has reached the socket since the census: its state, buffer
+	// sizes and queue memory are still those of the census. Taken on trust
+	// when the census has the socket's tcp_info, and proven by the check
+	// at the end of the snapshot, which compares the socket's receive
+	// counters with the census's.
+	bool fresh = false;
+};
+
+Result<TcpInfoExt> tcpInfoExt(int fd)
 {
+	TcpInfoExt info;
+	info.length = offsetof(TcpInfoExt, length);
+	if (::getsockopt(fd, SOL_TCP, TCP_INFO, &info, &info.length) < 0)
+		return errnoError("getsockopt TCP_INFO");
+	return info;
+}
+
+// SO_MEMINFO (Linux >= 4.13) gives both buffer sizes and the memory charged
+// to the queues in one call; nullopt on a kernel without it.
+std::optional<CensusEntry::Memory> readMemory(int fd)
+{
+	std::array<uint32_t, SK_MEMINFO_VARS> mem{};
+	socklen_t length = sizeof(mem);
+	if (::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem.data(), &length) < 0 ||
+	    length < sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1))
+		return std::nullopt;
+	return CensusEntry::Memory{mem[SK_MEMINFO_RMEM_ALLOC], mem[SK_MEMINFO_RCVBUF], mem[SK_MEMINFO_SNDBUF],
+	                           mem[SK_MEMINFO_WMEM_QUEUED]};
+}
+
+// Read before repair mode is turned on: TCP_REPAIR forces sk_reuse and
+// changes what TCP_MAXSEG reports. Options that sock_diag echoes come from
+// a fresh census entry instead of a getsockopt each. `memory` receives the
+// queue memory when it is known (from the census or SO_MEMINFO).
+Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o, const Known &known,
+                       const SnapshotOptions &options, std::optional<CensusEntry::Memory> &memory)
+{
+	const CensusEntry *census = known.fresh ? known.entry : nullptr;
 	FERRY_TRY_ASSIGN(int noDelay, getInt(fd, SOL_TCP, TCP_NODELAY, "TCP_NODELAY"));
 	FERRY_TRY_ASSIGN(int cork, getInt(fd, SOL_TCP, TCP_CORK, "TCP_CORK"));
 	FERRY_TRY_ASSIGN(int keepAlive, getInt(fd, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE"));
@@ -129,10 +174,28 @@ Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o)
 	FERRY_TRY_ASSIGN(int lowat, getInt(fd, SOL_TCP, TCP_NOTSENT_LOWAT, "TCP_NOTSENT_LOWAT"));
 	FERRY_TRY_ASSIGN(o.windowClamp, getInt(fd, SOL_TCP, TCP_WINDOW_CLAMP, "TCP_WINDOW_CLAMP"));
 	FERRY_TRY_ASSIGN(o.linger2, getInt(fd, SOL_TCP, TCP_LINGER2, "TCP_LINGER2"));
-	FERRY_TRY_ASSIGN(o.sendBuffer, getInt(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF"));
-	FERRY_TRY_ASSIGN(o.receiveBuffer, getInt(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF"));
-	FERRY_TRY_ASSIGN(int mark, getInt(fd, SOL_SOCKET, SO_MARK, "SO_MARK"));
-	FERRY_TRY_ASSIGN(o.priority, getInt(fd, SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY"));
+
+	// The sizes SO_SNDBUF/SO_RCVBUF report are sk_sndbuf/sk_rcvbuf, which
+	// SO_MEMINFO and the census's SKMEMINFO carry too.
+	memory = census && census->memory ? census->memory : readMemory(fd);
+	if (memory) {
+		o.sendBuffer = static_cast<int>(memory->sendBuffer);
+		o.receiveBuffer = static_cast<int>(memory->receiveBuffer);
+	} else {
+		FERRY_TRY_ASSIGN(o.sendBuffer, getInt(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF"));
+		FERRY_TRY_ASSIGN(o.receiveBuffer, getInt(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF"));
+	}
+	if (census && census->mark) {
+		o.mark = *census->mark;
+	} else {
+		FERRY_TRY_ASSIGN(int mark, getInt(fd, SOL_SOCKET, SO_MARK, "SO_MARK"));
+		o.mark = static_cast<uint32_t>(mark);
+	}
+	if (census && census->priority) {
+		o.priority = *census->priority;
+	} else {
+		FERRY_TRY_ASSIGN(o.priority, getInt(fd, SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY"));
+	}
 	FERRY_TRY_ASSIGN(int oobInline, getInt(fd, SOL_SOCKET, SO_OOBINLINE, "SO_OOBINLINE"));
 	FERRY_TRY_ASSIGN(int reuseAddress, getInt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR"));
 	FERRY_TRY_ASSIGN(int reusePort, getInt(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT"));
@@ -141,7 +204,6 @@ Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o)
 	o.keepAlive = keepAlive != 0;
 	o.userTimeout = static_cast<uint32_t>(userTimeout);
 	o.notSentLowat = static_cast<uint32_t>(lowat);
-	o.mark = static_cast<uint32_t>(mark);
 	o.oobInline = oobInline != 0;
 	o.reuseAddress = reuseAddress != 0;
 	o.reusePort = reusePort != 0;
@@ -149,34 +211,50 @@ Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o)
 	// SO_BUF_LOCK tells whether SO_SNDBUF/SO_RCVBUF were set by the user
 	// (the kernel then stops autotuning them). Without it (Linux < 5.14)
 	// the sizes are carried as unlocked values.
-	int locks = 0;
-	socklen_t length = sizeof(locks);
-	if (::getsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &locks, &length) == 0) {
-		o.sendBufferLocked = (locks & 1) != 0;    // SOCK_SNDBUF_LOCK
-		o.receiveBufferLocked = (locks & 2) != 0; // SOCK_RCVBUF_LOCK
+	if (!options.features || options.features->bufferLock) {
+		int locks = 0;
+		socklen_t length = sizeof(locks);
+		if (::getsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &locks, &length) == 0) {
+			o.sendBufferLocked = (locks & 1) != 0;    // SOCK_SNDBUF_LOCK
+			o.receiveBufferLocked = (locks & 2) != 0; // SOCK_RCVBUF_LOCK
+		}
 	}
 
-	std::array<char, 32> congestion{};
-	length = congestion.size() - 1;
-	if (::getsockopt(fd, SOL_TCP, TCP_CONGESTION, congestion.data(), &length) < 0)
-		return errnoError("getsockopt TCP_CONGESTION");
-	o.congestion.assign(congestion.data(), strnlen(congestion.data(), length));
+	if (census && census->congestion[0] != '\0') {
+		o.congestion.assign(census->congestion.data());
+	} else {
+		std::array<char, 32> congestion{};
+		socklen_t length = congestion.size() - 1;
+		if (::getsockopt(fd, SOL_TCP, TCP_CONGESTION, congestion.data(), &length) < 0)
+			return errnoError("getsockopt TCP_CONGESTION");
+		o.congestion.assign(congestion.data(), strnlen(congestion.data(), length));
+	}
 
 	linger l{};
-	length = sizeof(l);
+	socklen_t length = sizeof(l);
 	if (::getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &length) < 0)
 		return errnoError("getsockopt SO_LINGER");
 	o.lingerOn = l.l_onoff != 0;
 	o.lingerSeconds = l.l_linger;
 
 	if (isV6Socket(s)) {
-		FERRY_TRY_ASSIGN(o.tos, getInt(fd, SOL_IPV6, IPV6_TCLASS, "IPV6_TCLASS"));
+		if (census && census->tclass) {
+			o.tos = *census->tclass;
+		} else {
+			FERRY_TRY_ASSIGN(o.tos, getInt(fd, SOL_IPV6, IPV6_TCLASS, "IPV6_TCLASS"));
+		}
+	} else if (census && census->tos) {
+		o.tos = *census->tos;
 	} else {
 		FERRY_TRY_ASSIGN(o.tos, getInt(fd, SOL_IP, IP_TOS, "IP_TOS"));
 	}
 	if (s.family == AF_INET6) {
-		FERRY_TRY_ASSIGN(int v6Only, getInt(fd, SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY"));
-		o.v6Only = v6Only != 0;
+		if (census && census->v6Only) {
+			o.v6Only = *census->v6Only;
+		} else {
+			FERRY_TRY_ASSIGN(int v6Only, getInt(fd, SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY"));
+			o.v6Only = v6Only != 0;
+		}
 	}
 
 	// The user's MSS is visible only before a connection exists; once
@@ -215,16 +293,21 @@ Status applyEarlyOptions(int fd, const ConnectionSnapshot &s, bool repairing)
 		FERRY_TRY(setInt(fd, SOL_IPV6, IPV6_V6ONLY, o.v6Only, "IPV6_V6ONLY"));
 	if (!repairing)
 		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_REUSEADDR, o.reuseAddress, "SO_REUSEADDR"));
-	FERRY_TRY(setInt(fd, SOL_SOCKET, SO_REUSEPORT, o.reusePort, "SO_REUSEPORT"));
+	// `fd` is fresh from socket(): reuseport, mark, TOS/TCLASS and priority
+	// are all 0 there, so a 0 needs no call (most sockets have them all 0).
+	if (o.reusePort)
+		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT"));
 	if (o.mark != 0)
 		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_MARK, static_cast<int>(o.mark), "SO_MARK"));
 	// TOS first: setting IP_TOS also sets the priority from the TOS bits.
-	if (isV6Socket(s)) {
-		FERRY_TRY(setInt(fd, SOL_IPV6, IPV6_TCLASS, o.tos, "IPV6_TCLASS"));
-	} else {
-		FERRY_TRY(setInt(fd, SOL_IP, IP_TOS, o.tos, "IP_TOS"));
+	if (o.tos != 0 || o.priority != 0) {
+		if (isV6Socket(s)) {
+			FERRY_TRY(setInt(fd, SOL_IPV6, IPV6_TCLASS, o.tos, "IPV6_TCLASS"));
+		} else {
+			FERRY_TRY(setInt(fd, SOL_IP, IP_TOS, o.tos, "IP_TOS"));
+		}
+		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_PRIORITY, o.priority, "SO_PRIORITY"));
 	}
-	FERRY_TRY(setInt(fd, SOL_SOCKET, SO_PRIORITY, o.priority, "SO_PRIORITY"));
 	if (!o.congestion.empty() &&
 	    ::setsockopt(fd, SOL_TCP, TCP_CONGESTION, o.congestion.data(), static_cast<socklen_t>(o.congestion.size())) < 0)
 		return errnoError("congestion control '" + o.congestion + "' is not available here (setsockopt TCP_CONGESTION)");
@@ -267,12 +350,12 @@ Status applyLateOptions(int fd, const ConnectionSnapshot &s)
 
 // ---- queues ----------------------------------------------------------------
 
-Result<std::vector<uint8_t>> peekQueue(int fd, int queue, size_t bytes, const char *what)
+// Reads the queue selected with TCP_REPAIR_QUEUE.
+Result<std::vector<uint8_t>> peekQueue(int fd, size_t bytes, const char *what)
 {
 	std::vector<uint8_t> data;
 	if (bytes == 0)
 		return data;
-	FERRY_TRY(selectQueue(fd, queue));
 	// One byte more than expected, so that a queue that grew is noticed.
 	data.resize(bytes + 1);
 	ssize_t n = ::recv(fd, data.data(), data.size(), MSG_PEEK | MSG_DONTWAIT);
@@ -303,7 +386,18 @@ Status writeAll(int fd, const std::vector<uint8_t> &data, size_t offset, size_t 
 
 // ---- snapshot --------------------------------------------------------------
 
-Result<Endpoint> socketName(int fd, int family, bool peer)
+// The socket's own name; its family is the socket's family (getsockname()
+// answers with it even before bind()).
+Result<Endpoint> localName(int fd)
+{
+	sockaddr_storage ss{};
+	socklen_t length = sizeof(ss);
+	if (::getsockname(fd, reinterpret_cast<sockaddr *>(&ss), &length) < 0)
+		return errnoError("getsockname");
+	return Endpoint::fromSockaddr(reinterpret_cast<sockaddr *>(&ss), length);
+}
+
+Result<Endpoint> peerName(int fd, int family)
 {
 	sockaddr_storage ss{};
 	// SO_PEERNAME refuses a buffer longer than the address (EINVAL).
@@ -311,30 +405,44 @@ Result<Endpoint> socketName(int fd, int family, bool peer)
 	// SO_PEERNAME, unlike getpeername(), answers for a CLOSE socket that
 	// had a peer (the kernel passes peer=2): that is how a reset
 	// connection still names its 4-tuple.
-	int rc = peer ? ::getsockopt(fd, SOL_SOCKET, SO_PEERNAME, &ss, &length)
-	              : ::getsockname(fd, reinterpret_cast<sockaddr *>(&ss), &length);
-	if (rc < 0)
-		return errnoError(peer ? "getsockopt SO_PEERNAME" : "getsockname");
+	if (::getsockopt(fd, SOL_SOCKET, SO_PEERNAME, &ss, &length) < 0)
+		return errnoError("getsockopt SO_PEERNAME");
 	return Endpoint::fromSockaddr(reinterpret_cast<sockaddr *>(&ss), length);
 }
 
-Status refuseSpecialSockets(int fd, const ConnectionSnapshot &s, bool connected)
+Status refuseSpecialSockets(int fd, const ConnectionSnapshot &s, bool connected, const Known &known,
+                            const SnapshotOptions &options)
 {
-	std::array<char, 32> ulp{};
-	socklen_t length = ulp.size() - 1;
-	if (::getsockopt(fd, SOL_TCP, TCP_ULP, ulp.data(), &length) == 0 && length > 0 && ulp[0] != '\0')
-		return makeError(std::string("the socket runs the upper layer protocol '") + ulp.data() +
+	// A census entry tells about a ULP (INET_DIAG_ULP_INFO) as it tells
+	// about MD5 keys; only the application attaches one.
+	bool ulp = known.entry && known.entry->ulp;
+	std::array<char, 32> name{};
+	if (!known.entry) {
+		socklen_t length = name.size() - 1;
+		ulp = ::getsockopt(fd, SOL_TCP, TCP_ULP, name.data(), &length) == 0 && length > 0 && name[0] != '\0';
+	}
+	if (ulp)
+		return makeError(std::string("the socket runs the upper layer protocol '") + (name[0] ? name.data() : "?") +
 		                 "' (e.g. kTLS), whose state TCP_REPAIR cannot carry", EOPNOTSUPP);
 
-	std::array<uint8_t, 48> ao{};
-	length = ao.size();
-	if (::getsockopt(fd, SOL_TCP, kTcpAoInfo, ao.data(), &length) == 0)
-		return makeError("the socket uses TCP-AO keys, which are not carried", EOPNOTSUPP);
+	// A kernel built without TCP-AO cannot have AO keys on any socket.
+	if (!options.features || options.features->tcpAo) {
+		std::array<uint8_t, 48> ao{};
+		socklen_t length = ao.size();
+		if (::getsockopt(fd, SOL_TCP, kTcpAoInfo, ao.data(), &length) == 0)
+			return makeError("the socket uses TCP-AO keys, which are not carried", EOPNOTSUPP);
+	}
 
 	// A CLOSE socket is no longer hashed, so sock_diag cannot see it; it
-	// will never send a signed segment again either.
-	if (s.state != TcpState::Close) {
-		FERRY_TRY_ASSIGN(DiagFacts facts, lookupDiag(s.family, s.flow));
+	// will never send a signed segment again either. A kernel without
+	// TCP-MD5 has no keys to find.
+	if (s.state != TcpState::Close && (!options.features || options.features->tcpMd5)) {
+		DiagFacts facts;
+		if (known.entry) {
+			facts = DiagFacts{true, known.entry->md5, known.entry->ulp};
+		} else {
+			FERRY_TRY_ASSIGN(facts, lookupDiag(s.family, s.flow));
+		}
 		if (connected && !facts.found)
 			return makeError("sock_diag does not find the socket: call snapshot() from the socket's network namespace", ENOENT);
 		if (facts.md5)
@@ -361,29 +469,43 @@ Result<int> pendingError(int fd)
 	return getInt(fd, SOL_SOCKET, SO_ERROR, "SO_ERROR");
 }
 
-// Reads a connected socket that is already in repair mode.
-Status readConnected(int fd, ConnectionSnapshot &s, const StatePlan &plan, Where &where)
+// Reads a connected socket that is already in repair mode. `before` is the
+// tcp_info read before repair mode; `memory` the queue memory, if known.
+Status readConnected(int fd, ConnectionSnapshot &s, const StatePlan &plan, const TcpInfoExt &before,
+                     const std::optional<CensusEntry::Memory> &memory, Where &where)
 {
-	where.phase = "snapshot-state";
-	FERRY_TRY_ASSIGN(tcp_info info, tcpInfo(fd));
-	if (info.tcpi_state != static_cast<uint8_t>(s.state))
-		return makeError(std::string("the state changed from ") + toString(s.state) + " to " +
-		                 toString(static_cast<TcpState>(info.tcpi_state)) +
-		                 " while it was read; lock the flow before the snapshot", EAGAIN);
-
 	where.phase = "snapshot-queues";
-	FERRY_TRY_ASSIGN(int outq, ioctlInt(fd, SIOCOUTQ, "SIOCOUTQ"));
-	FERRY_TRY_ASSIGN(int notSent, ioctlInt(fd, SIOCOUTQNSD, "SIOCOUTQNSD"));
-	FERRY_TRY_ASSIGN(int inq, ioctlInt(fd, SIOCINQ, "SIOCINQ"));
+	// Every byte in a queue sits in an skb charged to the socket: no memory
+	// charged to the receive queue (rmem_alloc) means nothing unread, none
+	// charged to the write and retransmit queues (wmem_queued) means
+	// nothing unacknowledged or unsent, and no FIN waiting either. Only
+	// then are the ioctls skipped; a nonzero charge (even without data,
+	// e.g. an empty skb) takes the exact path. The check at the end proves
+	// that nothing arrived meanwhile.
+	int inq = 0;
+	int outq = 0;
+	int notSent = 0;
+	if (!memory || memory->receiveAllocated != 0) {
+		FERRY_TRY_ASSIGN(inq, ioctlInt(fd, SIOCINQ, "SIOCINQ"));
+	}
+	if (!memory || memory->sendQueued != 0) {
+		FERRY_TRY_ASSIGN(outq, ioctlInt(fd, SIOCOUTQ, "SIOCOUTQ"));
+		FERRY_TRY_ASSIGN(notSent, ioctlInt(fd, SIOCOUTQNSD, "SIOCOUTQNSD"));
+	}
 
+	// Each queue is selected once, for its sequence number and its bytes.
+	// The last selection is left in place: the queue selection matters
+	// only to reads and writes in repair mode, and every later user of
+	// this socket in repair mode (snapshot again, restore) selects its own
+	// queue first; leaving repair mode ignores it.
 	FERRY_TRY(selectQueue(fd, TCP_RECV_QUEUE));
 	FERRY_TRY_ASSIGN(int receiveSeq, getInt(fd, SOL_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"));
+	s.receiveSeq = static_cast<uint32_t>(receiveSeq);
+	FERRY_TRY_ASSIGN(s.receiveQueue, peekQueue(fd, static_cast<size_t>(inq), "receive queue"));
+
 	FERRY_TRY(selectQueue(fd, TCP_SEND_QUEUE));
 	FERRY_TRY_ASSIGN(int sendSeq, getInt(fd, SOL_TCP, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ"));
-	s.receiveSeq = static_cast<uint32_t>(receiveSeq);
 	s.sendSeq = static_cast<uint32_t>(sendSeq);
-
-	FERRY_TRY_ASSIGN(s.receiveQueue, peekQueue(fd, TCP_RECV_QUEUE, static_cast<size_t>(inq), "receive queue"));
 	if (plan.keepsSendQueue) {
 		// SIOCOUTQ and SIOCOUTQNSD count our FIN while it is unacked
 		// (resp. unsent); the queue itself holds data only.
@@ -393,17 +515,19 @@ Status readConnected(int fd, ConnectionSnapshot &s, const StatePlan &plan, Where
 		if (unsent > data)
 			return makeError("send queue counters disagree (SIOCOUTQ " + std::to_string(outq) + ", SIOCOUTQNSD " +
 			                 std::to_string(notSent) + ")", EPROTO);
-		FERRY_TRY_ASSIGN(std::vector<uint8_t> queue, peekQueue(fd, TCP_SEND_QUEUE, data, "send queue"));
-		size_t unacked = data - unsent;
-		s.sendUnacked.assign(queue.begin(), queue.begin() + static_cast<ptrdiff_t>(unacked));
-		s.sendUnsent.assign(queue.begin() + static_cast<ptrdiff_t>(unacked), queue.end());
+		if (data > 0) {
+			FERRY_TRY_ASSIGN(std::vector<uint8_t> queue, peekQueue(fd, data, "send queue"));
+			size_t unacked = data - unsent;
+			s.sendUnacked.assign(queue.begin(), queue.begin() + static_cast<ptrdiff_t>(unacked));
+			s.sendUnsent.assign(queue.begin() + static_cast<ptrdiff_t>(unacked), queue.end());
+		}
 	}
-	FERRY_TRY(selectQueue(fd, TCP_NO_QUEUE));
 
 	where.phase = "snapshot-options";
 	// In repair mode TCP_MAXSEG reports the negotiated clamp.
 	FERRY_TRY_ASSIGN(int mss, getInt(fd, SOL_TCP, TCP_MAXSEG, "TCP_MAXSEG"));
 	NegotiatedOptions &n = s.negotiated;
+	const tcp_info &info = before.base;
 	n.mssClamp = static_cast<uint32_t>(mss);
 	n.sackPermitted = (info.tcpi_options & TCPI_OPT_SACK) != 0;
 	n.windowScaling = (info.tcpi_options & TCPI_OPT_WSCALE) != 0;
@@ -424,71 +548,181 @@ Status readConnected(int fd, ConnectionSnapshot &s, const StatePlan &plan, Where
 	} else if (errno != ENOPROTOOPT) {
 		return errnoError("getsockopt TCP_REPAIR_WINDOW");
 	}
+
 	return {};
 }
 
-Result<ConnectionSnapshot> snapshotImpl(int fd, Where &where)
+// What the census's tcp_info says, in the shape of the socket's own.
+TcpInfoExt infoFromCensus(const CensusEntry &entry)
+{
+	TcpInfoExt info;
+	info.base.tcpi_state = entry.state;
+	info.base.tcpi_options = entry.tcpOptions;
+	info.base.tcpi_snd_wscale = entry.sendWindowScale & 0xf;
+	info.base.tcpi_rcv_wscale = entry.receiveWindowScale & 0xf;
+	info.segsIn = entry.segsIn;
+	info.bytesReceived = entry.bytesReceived;
+	info.length = offsetof(TcpInfoExt, length);
+	return info;
+}
+
+// The outcome of one attempt: the snapshot, or an error, or "the census
+// was out of date for this socket", after which the socket is as it was
+// found and the caller reads it again without the census.
+struct Attempt {
+	std::optional<Result<ConnectionSnapshot>> result;
+	bool staleCensus = false;
+};
+
+Attempt snapshotAttempt(int fd, const SnapshotOptions &options, Where &where)
 {
 	ConnectionSnapshot s;
 	where.phase = "snapshot-identify";
-	FERRY_TRY_ASSIGN(int protocol, getInt(fd, SOL_SOCKET, SO_PROTOCOL, "SO_PROTOCOL"));
-	FERRY_TRY_ASSIGN(s.family, getInt(fd, SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN"));
-	if (protocol != IPPROTO_TCP || (s.family != AF_INET && s.family != AF_INET6))
-		return makeError("not a TCP socket over IPv4 or IPv6", EPROTONOSUPPORT);
-	FERRY_TRY_ASSIGN(s.flow.local, socketName(fd, s.family, false));
-	Result<Endpoint> remote = socketName(fd, s.family, true);
-	bool hasPeer = remote.ok();
-	if (hasPeer)
-		s.flow.remote = *remote;
+	Known known;
+	if (options.census) {
+		uint64_t cookie = 0;
+		socklen_t length = sizeof(cookie);
+		if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length) < 0)
+			return {errnoError("getsockopt SO_COOKIE")};
+		known.entry = options.census->find(cookie);
+	}
+	bool hasPeer = false;
+	if (known.entry) {
+		// The census lists connected TCP sockets only, by cookie.
+		s.family = known.entry->family;
+		s.flow = known.entry->flow;
+		hasPeer = true;
+	} else {
+		Result<int> protocol = getInt(fd, SOL_SOCKET, SO_PROTOCOL, "SO_PROTOCOL");
+		if (!protocol)
+			return {std::move(protocol).error()};
+		Result<Endpoint> local = localName(fd);
+		if (*protocol != IPPROTO_TCP || !local || (local->family != AF_INET && local->family != AF_INET6))
+			return {makeError("not a TCP socket over IPv4 or IPv6", EPROTONOSUPPORT)};
+		s.family = local->family;
+		s.flow.local = *local;
+		Result<Endpoint> remote = peerName(fd, s.family);
+		hasPeer = remote.ok();
+		if (hasPeer)
+			s.flow.remote = *remote;
+	}
 	where.flow = s.flow;
 
-	FERRY_TRY_ASSIGN(tcp_info info, tcpInfo(fd));
-	s.state = static_cast<TcpState>(info.tcpi_state);
+	// The state and negotiated options before repair mode: the census's
+	// when it has them (proven current at the end), else the socket's.
+	TcpInfoExt info;
+	if (known.entry && known.entry->hasInfo && known.entry->hasReceiveCounters) {
+		info = infoFromCensus(*known.entry);
+		known.fresh = true;
+	} else {
+		Result<TcpInfoExt> read = tcpInfoExt(fd);
+		if (!read)
+			return {std::move(read).error()};
+		info = *read;
+	}
+	s.state = static_cast<TcpState>(info.base.tcpi_state);
 	StatePlan plan = planFor(s.state, hasPeer, 0);
 	if (!plan.migratable)
-		return makeError(std::string("cannot migrate a socket in state ") + toString(s.state) + ": " + plan.refusal, EOPNOTSUPP);
+		return {makeError(std::string("cannot migrate a socket in state ") + toString(s.state) + ": " + plan.refusal,
+		                  EOPNOTSUPP)};
 
 	where.phase = "snapshot-checks";
-	FERRY_TRY(refuseSpecialSockets(fd, s, plan.connected));
+	if (Status checked = refuseSpecialSockets(fd, s, plan.connected, known, options); !checked)
+		return {std::move(checked).error()};
 	where.phase = "snapshot-options";
-	FERRY_TRY(readUserOptions(fd, s, s.options));
+	std::optional<CensusEntry::Memory> memory;
+	if (Status read = readUserOptions(fd, s, s.options, known, options, memory); !read)
+		return {std::move(read).error()};
 
 	if (s.state == TcpState::Listen) {
 		// tcp_info reports a listener's backlog limit in tcpi_sacked and
 		// its accept queue length in tcpi_unacked.
-		if (info.tcpi_unacked > 0)
-			return makeError(std::to_string(info.tcpi_unacked) +
-			                 " connections wait in the accept queue; accept them first (they migrate as connections)",
-			                 EBUSY);
+		if (info.base.tcpi_unacked > 0)
+			return {makeError(std::to_string(info.base.tcpi_unacked) +
+			                          " connections wait in the accept queue; accept them first (they migrate as connections)",
+			                  EBUSY)};
 		s.bound = true;
-		s.backlog = static_cast<int>(info.tcpi_sacked);
-		return s;
+		s.backlog = static_cast<int>(info.base.tcpi_sacked);
+		return {std::move(s)};
 	}
 	if (!plan.connected) {
 		s.bound = s.flow.local.port != 0;
-		return s;
+		return {std::move(s)};
 	}
 
 	s.bound = true;
 	if (s.state == TcpState::Close) {
-		FERRY_TRY_ASSIGN(s.socketError, pendingError(fd));
+		Result<int> error = pendingError(fd);
+		if (!error)
+			return {std::move(error).error()};
+		s.socketError = *error;
 		plan = planFor(s.state, true, s.socketError);
 		if (s.socketError != 0 && s.socketError != ECONNRESET && s.socketError != EPIPE)
-			return makeError(std::string("the connection ended with error '") + std::strerror(s.socketError) +
-			                 "', which a restored socket cannot reproduce (only a reset can be replayed)", EOPNOTSUPP);
+			return {makeError(std::string("the connection ended with error '") + std::strerror(s.socketError) +
+			                          "', which a restored socket cannot reproduce (only a reset can be replayed)",
+			                  EOPNOTSUPP)};
 	}
 
 	where.phase = "snapshot-repair-on";
-	FERRY_TRY(setRepair(fd, TCP_REPAIR_ON));
-	Status read = readConnected(fd, s, plan, where);
+	if (Status on = setRepair(fd, TCP_REPAIR_ON); !on)
+		return {std::move(on).error()};
+	Status read = readConnected(fd, s, plan, info, memory, where);
+
+	// Everything read holds together only if nothing reached the socket
+	// meanwhile (a socket in repair mode still processes incoming
+	// segments). One look at the end, against the look before (the
+	// census's or the socket's), covers the whole read: same state, same
+	// receive counters.
+	// With the census's look, a failed read may also come from the census
+	// being out of date (e.g. a queue it said was empty is not), so the
+	// check runs then too.
+	bool stale = false;
+	if (read.ok() || known.fresh) {
+		where.phase = "snapshot-check";
+		Result<TcpInfoExt> after = tcpInfoExt(fd);
+		if (!after) {
+			if (read.ok())
+				read = std::move(after).error();
+		} else if (!after->receivedNothingSince(info)) {
+			if (known.fresh) {
+				stale = true;
+				read = makeError("the census is out of date for this socket", EAGAIN);
+			} else if (after->base.tcpi_state != info.base.tcpi_state) {
+				read = makeError(std::string("the state changed from ") + toString(s.state) + " to " +
+				                         toString(static_cast<TcpState>(after->base.tcpi_state)) +
+				                         " while it was read; lock the flow before the snapshot",
+				                 EAGAIN);
+			} else {
+				read = makeError(std::to_string(after->segsIn - info.segsIn) +
+				                         " segments arrived while the socket was read; lock the flow before the snapshot",
+				                 EAGAIN);
+			}
+		}
+	}
 	if (!read.ok()) {
 		// Leave the socket as we found it; the original error matters more.
 		int off = TCP_REPAIR_OFF_NO_WP;
 		::setsockopt(fd, SOL_TCP, TCP_REPAIR, &off, sizeof(off));
 		::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &s.options.reuseAddress, sizeof(int));
-		return std::move(read).error();
+		Attempt failed{std::move(read).error()};
+		failed.staleCensus = stale;
+		return failed;
 	}
-	return s;
+	return {std::move(s)};
+}
+
+Result<ConnectionSnapshot> snapshotImpl(int fd, const SnapshotOptions &options, Where &where)
+{
+	Attempt attempt = snapshotAttempt(fd, options, where);
+	if (attempt.staleCensus) {
+		// Something reached the socket after the census (it was taken
+		// before the lock, or a segment was already on its way): read it
+		// again, all of it from the socket.
+		SnapshotOptions direct = options;
+		direct.census = nullptr;
+		attempt = snapshotAttempt(fd, direct, where);
+	}
+	return std::move(*attempt.result);
 }
 
 // ---- restore ---------------------------------------------------------------
@@ -652,11 +886,13 @@ Result<UniqueFd> restoreImpl(const ConnectionSnapshot &s, Where &where)
 	uint32_t finSeq = plan.ourFin ? 1 : 0;
 	uint32_t receiveStart = s.receiveSeq - static_cast<uint32_t>(s.receiveQueue.size()) - (plan.peerFin ? 1 : 0);
 	uint32_t sendStart = s.sendSeq - static_cast<uint32_t>(s.sendUnacked.size() + s.sendUnsent.size()) - finSeq;
+	// The send queue stays selected through bind and connect, which do not
+	// look at it; the queues below select their own, and one
+	// TCP_NO_QUEUE after them leaves the socket neutral.
 	FERRY_TRY(selectQueue(fd.get(), TCP_RECV_QUEUE));
 	FERRY_TRY(setInt(fd.get(), SOL_TCP, TCP_QUEUE_SEQ, static_cast<int>(receiveStart), "TCP_QUEUE_SEQ"));
 	FERRY_TRY(selectQueue(fd.get(), TCP_SEND_QUEUE));
 	FERRY_TRY(setInt(fd.get(), SOL_TCP, TCP_QUEUE_SEQ, static_cast<int>(sendStart), "TCP_QUEUE_SEQ"));
-	FERRY_TRY(selectQueue(fd.get(), TCP_NO_QUEUE));
 
 	// In repair mode connect() sends no SYN: it hashes the 4-tuple and
 	// moves the socket straight to ESTABLISHED.
@@ -719,8 +955,14 @@ Result<UniqueFd> restoreImpl(const ConnectionSnapshot &s, Where &where)
 	}
 
 	where.phase = "restore-half-close";
-	FERRY_TRY(replayHalfClose(fd.get(), s, plan, deferred));
-	FERRY_TRY(awaitState(fd.get(), stateAfterRestore(plan, s.state, deferred), "restore"));
+	bool replays = plan.reset || plan.peerFin || plan.ourFinAcked || (plan.ourFin && !deferred);
+	if (replays) {
+		FERRY_TRY(replayHalfClose(fd.get(), s, plan, deferred));
+		FERRY_TRY(awaitState(fd.get(), stateAfterRestore(plan, s.state, deferred), "restore"));
+	}
+	// Without a replay the state is the one the repair-mode connect() set
+	// before it returned (tcp_finish_connect: ESTABLISHED); nothing can
+	// have moved it since, as no segment was injected.
 	return fd;
 }
 
@@ -760,10 +1002,10 @@ Status resumeImpl(int fd, const ConnectionSnapshot &s, Where &where)
 
 } // namespace
 
-Result<ConnectionSnapshot> snapshot(int fd)
+Result<ConnectionSnapshot> snapshot(int fd, const SnapshotOptions &options)
 {
 	Where where;
-	Result<ConnectionSnapshot> r = snapshotImpl(fd, where);
+	Result<ConnectionSnapshot> r = snapshotImpl(fd, options, where);
 	if (!r.ok())
 		return located(std::move(r).error(), where);
 	const ConnectionSnapshot &s = *r;

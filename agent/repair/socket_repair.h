@@ -43,6 +43,28 @@ namespace ferry::repair {
 // packets carrying it; see docs/repair.md.
 inline constexpr uint32_t kCraftedPacketMark = 0x46455259;
 
+class SocketCensus;    // diag_lookup.h
+struct KernelFeatures; // kernel_features.h
+
+// What snapshot() may take as known instead of asking the kernel for each
+// socket. Both are borrowed for the call; both are optional, and without
+// them snapshot() reads everything itself.
+struct SnapshotOptions {
+	// A census of the socket's network namespace, taken after the workload
+	// froze (diag_lookup.h, "Validity"). For a socket it lists, snapshot()
+	// takes the TCP-MD5 and ULP facts, the names and the options that
+	// sock_diag echoes from it instead of one getsockopt each and a
+	// sock_diag round trip, and need not run in the socket's namespace.
+	// Buffer sizes and queue memory are taken from it only while the
+	// socket has received nothing since. A socket the census does not list
+	// is read as without one.
+	const SocketCensus *census = nullptr;
+	// The running kernel's features (probeKernelFeatures()). A kernel
+	// built without TCP-AO or TCP-MD5 cannot have such keys on any socket,
+	// so their checks are skipped; without SO_BUF_LOCK it is not read.
+	const KernelFeatures *features = nullptr;
+};
+
 // Reads the socket into a snapshot.
 //
 // Connected sockets (ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK,
@@ -60,7 +82,13 @@ inline constexpr uint32_t kCraftedPacketMark = 0x46455259;
 // TIME_WAIT, urgent data not yet read, TCP-MD5 or TCP-AO keys, any upper
 // layer protocol (TCP_ULP, e.g. kTLS), a listener with connections waiting
 // in its accept queue, a socket that is not TCP.
-Result<ConnectionSnapshot> snapshot(int fd);
+//
+// For many sockets, take a SocketCensus once (after the freeze, under the
+// lock) and pass it in `options`: it replaces, per socket, a sock_diag
+// round trip and about ten getsockopt/ioctl calls. Whatever the census
+// says is checked at the end against the socket's own receive counters;
+// if anything reached the socket since, it is read again without it.
+Result<ConnectionSnapshot> snapshot(int fd, const SnapshotOptions &options = {});
 
 // Rollback on the source: leaves repair mode and re-applies what repair mode
 // changed (SO_REUSEADDR). The connection carries on where it stopped.
