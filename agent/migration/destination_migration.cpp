@@ -204,6 +204,15 @@ Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(Migr
 	state->netns = std::move(netns);
 	state->addresses = std::move(addresses);
 	state->record->setConnections(static_cast<uint32_t>(request.connections.size()));
+	// Lock now, before the source freezes: no packet of these flows reaches
+	// this host until the address moves, so the lock costs nothing here,
+	// and installing it (a few ms) stays out of the blackout.
+	Status locked = state->lockFlows();
+	if (!locked.ok()) {
+		(void)state->journal.append(kAborted, {{"reason", locked.error().message()}});
+		(void)context.journal.retire(state->journal);
+		return std::move(locked).error().at("phase", "lock");
+	}
 	state->record->enter(Phase::Prepared);
 
 	reply.migrationId = request.migrationId;
@@ -231,12 +240,8 @@ Status DestinationMigration::State::lockFlows()
 	FERRY_TRY(journal.append(kLocking, {{"netns", request.targetNetns}}));
 	lock = netlock::makeFlowLock(context.policy.lockStrategy);
 	record->markLockStart();
-	record->markBlackoutStart();
-	timer.start();
 	lockedAt = std::chrono::steady_clock::now();
 	FERRY_TRY(lock->lock(request.targetNetns, id(), flows, repair::kCraftedPacketMark));
-	timer.mark("lock");
-	record->enter(Phase::Locked);
 	return {};
 }
 
@@ -280,9 +285,9 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 		return error;
 	};
 
-	Status locked = s.lockFlows();
-	if (!locked.ok())
-		return fail(std::move(locked).error().at("phase", "lock"));
+	// The source is frozen from here on: the blackout, as this host sees it.
+	s.record->markBlackoutStart();
+	s.timer.start();
 	s.record->enter(Phase::Streaming);
 
 	transport::ImageLimits limits;
@@ -428,36 +433,28 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	s.record->markBlackoutEnd();
 	s.timer.mark("unlock");
 
+	std::optional<LaunchRequest> launch;
+	std::vector<State::Restored> handed;
 	if (!s.request.handoff.execArgv.empty()) {
-		LaunchRequest launch;
-		launch.netnsFd = s.netns.get();
-		launch.argv = s.request.handoff.execArgv;
-		launch.environment = s.request.handoff.environment;
-		launch.migrationId = s.id();
-		launch.state = request.workloadState;
-		launch.manifestDirectory = s.context.policy.workloadStateDir;
+		launch.emplace();
+		launch->netnsFd = ::dup(s.netns.get());
+		launch->argv = s.request.handoff.execArgv;
+		launch->environment = s.request.handoff.environment;
+		launch->migrationId = s.id();
+		launch->state = request.workloadState;
+		launch->manifestDirectory = s.context.policy.workloadStateDir;
 		for (size_t i = 0; i < s.restored.size(); ++i) {
 			const repair::ConnectionSnapshot &snap = s.restored[i].snapshot;
 			bool listener = snap.state == repair::TcpState::Listen;
-			launch.sockets.push_back(HandedSocket{s.restored[i].fd.get(),
-							      (listener ? "listen" : "conn") + std::to_string(i),
-							      snap.flow.local,
-							      listener ? Endpoint{} : snap.flow.remote,
-							      repair::toString(snap.state)});
+			launch->sockets.push_back(HandedSocket{s.restored[i].fd.get(),
+							       (listener ? "listen" : "conn") + std::to_string(i),
+							       snap.flow.local,
+							       listener ? Endpoint{} : snap.flow.remote,
+							       repair::toString(snap.state)});
 		}
-		auto launched = launchWorkload(launch);
-		if (!launched.ok()) {
-			s.record->setError("workload did not start: " + launched.error().message());
-			FERRY_LOG(logMigration, Error) << "workload did not start" << kv("migration", s.id())
-						       << kv("error", launched.error().message());
-		} else {
-			FERRY_LOG(logMigration, Info) << "workload started" << kv("migration", s.id())
-						      << kv("pid", launched->pid());
-		}
-		// The workload has its own copies now; ours go.
+		handed = std::move(s.restored);
 		s.restored.clear();
 	}
-	s.timer.mark("launch_workload");
 
 	Status journaled = s.journal.append(kCommitted);
 	s.timer.mark("journal_committed");
@@ -469,6 +466,26 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	s.record->markTotalEnd();
 	s.record->enter(Phase::Committed);
 	FERRY_LOG(logMigration, Info) << "committed" << kv("migration", s.id()) << kv("role", "destination");
+
+	// The peers are served by the kernel from the moment of unlock; the
+	// source waits for this answer to end its blackout. Starting the
+	// workload (milliseconds: fork, exec, manifest) happens after it, on a
+	// thread that owns what it needs: the sockets stay open until the
+	// workload holds its own copies.
+	if (launch) {
+		std::thread([launch = std::move(*launch), handed = std::move(handed), record = s.record]() mutable {
+			UniqueFd netns(launch.netnsFd);
+			auto launched = launchWorkload(launch);
+			if (!launched.ok()) {
+				record->setError("workload did not start: " + launched.error().message());
+				FERRY_LOG(logMigration, Error) << "workload did not start" << kv("migration", record->id())
+							       << kv("error", launched.error().message());
+				return;
+			}
+			FERRY_LOG(logMigration, Info) << "workload started" << kv("migration", record->id())
+						      << kv("pid", launched->pid());
+		}).detach();
+	}
 	return {};
 }
 
