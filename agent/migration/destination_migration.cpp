@@ -484,6 +484,19 @@ Status DestinationMigration::commit(const CommitRequest &request)
 			}
 			FERRY_LOG(logMigration, Info) << "workload started" << kv("migration", record->id())
 						      << kv("pid", launched->pid());
+			// The agent is the workload's parent: reap it when it ends, or
+			// it lingers as a zombie. The sockets it inherited are its own.
+			handed.clear();
+			for (;;) {
+				auto ended = launched->wait(std::chrono::hours(24));
+				if (!ended.ok() && ended.error().code == ETIMEDOUT)
+					continue;
+				if (ended.ok())
+					FERRY_LOG(logMigration, Info)
+						<< "workload ended" << kv("migration", record->id()) << kv("pid", launched->pid())
+						<< kv("code", ended->exited ? ended->code : 128 + ended->signal);
+				return;
+			}
 		}).detach();
 	}
 	return {};
