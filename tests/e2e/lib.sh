@@ -29,6 +29,8 @@ E2E_NETNS=()
 E2E_WORK=""
 E2E_KEEP=${E2E_KEEP:-}
 declare -A AGENT_URL=() AGENT_PID=() AGENT_PORT=()
+AGENT_ARGS_A=()
+AGENT_ARGS_B=()
 
 # --- reporting ---------------------------------------------------------
 
@@ -202,7 +204,9 @@ e2e_start_agent() {
 	: >"$dir/ferryd.out"
 	local auth=(--token-file "$TOKEN")
 	[[ -n ${E2E_AGENT_AUTH+x} ]] && auth=("${E2E_AGENT_AUTH[@]}")
-	ip netns exec "$(e2e_ns "$host")" "$FERRYD" --listen "$address:${E2E_AGENT_PORT:-0}" --state-dir "$dir" \
+	local environment=(env -u FERRY_FAILPOINTS)
+	[[ -n ${FERRY_FAILPOINTS:-} ]] && environment=(env "FERRY_FAILPOINTS=$FERRY_FAILPOINTS")
+	ip netns exec "$(e2e_ns "$host")" "${environment[@]}" "$FERRYD" --listen "$address:${E2E_AGENT_PORT:-0}" --state-dir "$dir" \
 		"${auth[@]}" --allow-netns self --allow-interface eth0 \
 		--allow-address 198.51.100.0/24 --allow-address 2001:db8::/32 --log info "$@" \
 		>>"$dir/ferryd.out" 2>>"$dir/ferryd.log" &
@@ -220,7 +224,7 @@ e2e_start_agent() {
 # e2e_kill_agent HOST: SIGKILL, and reap it.
 e2e_kill_agent() {
 	local pid=${AGENT_PID[$1]}
-	kill -9 "$pid"
+	kill -9 "$pid" || e2e_fail "ferryd on $1 (pid $pid) is not running"
 	wait "$pid" 2>/dev/null || true
 	e2e_say "killed ferryd on $1 (pid $pid) with SIGKILL"
 }
@@ -310,24 +314,53 @@ e2e_stop_server() { # PID OUT
 
 # --- migrate -----------------------------------------------------------
 
-# e2e_migrate ADDRESS_CIDR [EXTRA MIGRATE ARGS...]: ferry migrate on A of
-# the demo server to B (--to defaults to B's agent unless E2E_TO is set).
-# The status JSON goes to WORK/migrate.json, stderr to WORK/migrate.err,
-# the exit status to MIGRATE_STATUS and the id to MIGRATION_ID.
-e2e_migrate() {
+# e2e_migrate_start ADDRESS_CIDR [EXTRA MIGRATE ARGS...]: ferry migrate on
+# A of the demo server to B, in the background (MIGRATE_PID); --to is B's
+# agent unless E2E_TO is set, --target-netns self unless E2E_TARGET_NETNS
+# is. The status JSON goes to WORK/migrate.json, stderr to
+# WORK/migrate.err. e2e_migrate_wait collects it.
+e2e_migrate_start() {
 	local cidr=$1
 	shift
 	local to=${E2E_TO:-${AGENT_URL[b]:-}}
-	set +e
 	e2e_ferry a migrate --pid "$SERVER_PID" --to "$to" --target-netns "${E2E_TARGET_NETNS:-self}" \
 		--address "$cidr@eth0" --exec "$DEMO_SERVER --rate $SERVER_RATE" \
 		--env "FERRY_HANDOFF_SOCKET=$E2E_WORK/b/handoff.sock" "$@" \
-		>"$E2E_WORK/migrate.json" 2>"$E2E_WORK/migrate.err"
+		>"$E2E_WORK/migrate.json" 2>"$E2E_WORK/migrate.err" &
+	MIGRATE_PID=$!
+	e2e_track "$MIGRATE_PID"
+	e2e_say "ferry migrate started (to $to)"
+}
+
+# Sets MIGRATE_STATUS (the CLI's exit status) and MIGRATION_ID.
+e2e_migrate_wait() {
+	set +e
+	wait "$MIGRATE_PID"
 	MIGRATE_STATUS=$?
 	set -e
 	MIGRATION_ID=$(python3 "$E2E_HERE/check.py" get "$E2E_WORK/migrate.json" id 2>/dev/null || true)
 	e2e_say "ferry migrate exited $MIGRATE_STATUS, migration ${MIGRATION_ID:-?}"
 	if [[ -s $E2E_WORK/migrate.err ]]; then sed 's/^/    ferry: /' "$E2E_WORK/migrate.err"; fi
+}
+
+e2e_migrate() {
+	e2e_migrate_start "$@"
+	e2e_migrate_wait
+}
+
+# The start of every rollback case: agents on A and B (FAILPOINTS_A and
+# FAILPOINTS_B become their FERRY_FAILPOINTS; AGENT_ARGS_A and AGENT_ARGS_B
+# arrays their extra flags), the service address 198.51.100.10 and the
+# demo server on A, and 4 connections streaming at 256 KiB/s each way.
+e2e_rollback_setup() {
+	FERRY_FAILPOINTS=${FAILPOINTS_A:-} e2e_start_agent a "${AGENT_ARGS_A[@]}"
+	FERRY_FAILPOINTS=${FAILPOINTS_B:-} e2e_start_agent b "${AGENT_ARGS_B[@]}"
+	SERVICE_CIDR=198.51.100.10/24
+	SERVICE_ADDRESS=198.51.100.10
+	e2e_address_add a "$SERVICE_CIDR"
+	e2e_start_server 198.51.100.10:0 256k
+	e2e_start_client 4 256k
+	sleep 1
 }
 
 # --- assertions --------------------------------------------------------
@@ -375,8 +408,12 @@ $(tail -n 20 $live)"
 e2e_assert_status() {
 	local host=$1 id=$2 phase=$3 error=${4:-}
 	e2e_check "ferry status $id on $host: $phase${error:+, error mentions '$error'}"
-	e2e_ferry "$host" status "$id" >"$E2E_WORK/status-$host.json" 2>"$E2E_WORK/status-$host.err" ||
-		e2e_fail "ferry status $id on $host failed: $(cat "$E2E_WORK/status-$host.err")"
+	# `ferry status` exits 1 for an aborted migration, 0 otherwise.
+	local expected=0 code=0
+	[[ $phase == aborted ]] && expected=1
+	e2e_ferry "$host" status "$id" >"$E2E_WORK/status-$host.json" 2>"$E2E_WORK/status-$host.err" || code=$?
+	((code == expected)) ||
+		e2e_fail "ferry status $id on $host exited $code, expected $expected: $(cat "$E2E_WORK/status-$host.err")"
 	python3 "$E2E_HERE/check.py" status "$E2E_WORK/status-$host.json" --id "$id" --phase "$phase" \
 		${error:+--error "$error"} || e2e_fail "status of $id on $host"
 }
