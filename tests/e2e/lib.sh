@@ -190,7 +190,8 @@ e2e_wait_for() { # FILE PATTERN SECONDS
 # add or replace with their own flags). FERRY_FAILPOINTS, when set in the
 # caller's environment for this call, reaches ferryd. Sets AGENT_URL[HOST],
 # AGENT_PID[HOST] and AGENT_PORT[HOST]. With E2E_AGENT_PORT set, listens on
-# that port instead (a restart on the port the peer knows).
+# that port instead (a restart on the port the peer knows). With the array
+# E2E_AGENT_AUTH set, its flags replace --token-file (TLS, client CA).
 e2e_start_agent() {
 	local host=$1 address pid
 	shift
