@@ -15,6 +15,7 @@
 #include "netlink/sock_diag.h"
 #include "netlink/socket_owner.h"
 #include "netlock/lock_sweep.h"
+#include "repair/diag_lookup.h"
 #include "repair/socket_repair.h"
 #include "transport/image_writer.h"
 
@@ -360,6 +361,8 @@ Status SourceMigration::State::stream()
 
 	std::vector<uint8_t> pending;
 	std::optional<transport::ImageWriter> writer;
+	std::optional<repair::SocketCensus> census;
+	repair::SnapshotOptions options;
 	size_t next = 0;
 	bool finished = false;
 	uint64_t queueBytes = 0;
@@ -386,10 +389,28 @@ Status SourceMigration::State::stream()
 			// snapshot() checks TCP-MD5 keys over sock_diag in the calling
 			// thread's namespace: dump from inside the workload's.
 			FERRY_TRY_ASSIGN(ScopedNetns inside, ScopedNetns::enter(netns.get()));
+			if (!census) {
+				// One sock_diag pass for all flows instead of a round trip
+				// per socket; valid because the workload is frozen and the
+				// flows locked (repair/diag_lookup.h). Without it each
+				// snapshot asks on its own, which is slower, not wrong.
+				std::vector<FlowId> flows;
+				for (const TakenSocket &t : sockets)
+					if (isConnected(t.info))
+						flows.push_back(t.info.flow);
+				auto taken = repair::SocketCensus::take(flows);
+				if (taken.ok())
+					census.emplace(std::move(*taken));
+				else
+					FERRY_LOG(logMigration, Warn) << "socket census failed; reading each socket alone"
+								      << kv("migration", id()) << kv("error", taken.error().message());
+				options.census = census ? &*census : nullptr;
+				options.features = &context.features;
+			}
 			size_t batchEnd = std::min(sockets.size(), next + kBatchSockets);
 			while (next < batchEnd && pending.size() < kBatchBytes) {
 				TakenSocket &s = sockets[next];
-				auto snap = repair::snapshot(s.fd.get());
+				auto snap = repair::snapshot(s.fd.get(), options);
 				if (!snap.ok())
 					return std::move(snap).error().at("flow", s.info.flow.toString()).at("phase", "dump");
 				s.snapshot = std::move(*snap);
