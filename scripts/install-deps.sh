@@ -12,7 +12,7 @@ packages=(
   # fuzzing: libFuzzer comes with clang's runtime
   clang-14 libclang-rt-14-dev
   # tests and demo
-  nftables iproute2 runc podman busybox-static procps openssl python3
+  nftables iproute2 runc podman busybox-static procps openssl python3 curl
 )
 
 missing=()

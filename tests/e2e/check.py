@@ -183,6 +183,39 @@ def cmd_server_final(a):
             fail(f"server accepted {final.get('accepted')} connections, expected {a.connections}")
 
 
+def cmd_raw(a):
+    """Sends a file's bytes to host:port as they are (no HTTP client to
+    fix them up), half-closes when asked, and prints the status code of
+    the reply, or "none" when the server closed without one."""
+    import socket
+    with open(a.request, "rb") as f:
+        data = f.read()
+    host, port = a.address.rsplit(":", 1)
+    reply = b""
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=a.timeout) as s:
+        try:
+            s.sendall(data)
+            if a.half_close:
+                s.shutdown(socket.SHUT_WR)
+            while b"\r\n" not in reply:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        except socket.timeout:
+            print("timeout")
+            return
+        except ConnectionError as e:
+            print(f"none ({e.__class__.__name__})")
+            return
+    line = reply.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = line.split(" ")
+    if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():
+        print(parts[1])
+    else:
+        print(f"none ({line[:40]!r})")
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -227,6 +260,13 @@ def main():
     s.add_argument("--inherited", action="store_true")
     s.add_argument("--idle", action="store_true")
     s.set_defaults(func=cmd_server_final)
+
+    s = sub.add_parser("raw", help="raw bytes to a server; prints the reply's status")
+    s.add_argument("address", help="host:port")
+    s.add_argument("request", help="file with the bytes to send")
+    s.add_argument("--half-close", action="store_true")
+    s.add_argument("--timeout", type=float, default=10)
+    s.set_defaults(func=cmd_raw)
 
     a = p.parse_args()
     a.func(a)
