@@ -83,14 +83,12 @@ bool isExecutable(const std::string &program)
 	return false;
 }
 
-std::string joinAddresses(const std::vector<AddressMove> &moves)
+// The addresses a move gives to this (the destination) host.
+std::vector<JournaledAddress> targetSide(const std::vector<AddressMove> &moves)
 {
-	std::string out;
-	for (const AddressMove &m : moves) {
-		if (!out.empty())
-			out.push_back(' ');
-		out += m.cidr + "@" + m.targetInterface;
-	}
+	std::vector<JournaledAddress> out;
+	for (const AddressMove &m : moves)
+		out.push_back(JournaledAddress{m.cidr, m.targetInterface});
 	return out;
 }
 
@@ -199,7 +197,7 @@ Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(Migr
 	FERRY_TRY(journal.append(kPrepared, {{"role", "destination"},
 					     {"peer", request.sourceAgent},
 					     {"netns", request.targetNetns},
-					     {"addresses", joinAddresses(request.addresses)}}));
+					     {"addresses", formatAddressField(targetSide(request.addresses))}}));
 	auto state = std::make_unique<State>(context, std::move(record), request, std::move(journal));
 	state->netns = std::move(netns);
 	state->addresses = std::move(addresses);
@@ -335,7 +333,7 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 	// prepare() checked that none of them was.
 	std::vector<JournalFile::Step> steps{{kRestored, {{"connections", std::to_string(receipt->connectionsRestored)}}}};
 	if (!s.addresses.empty())
-		steps.push_back({kAddingAddresses, {{"addresses", joinAddresses(s.request.addresses)}}});
+		steps.push_back({kAddingAddresses, {{"addresses", formatAddressField(targetSide(s.request.addresses))}}});
 	Status journaled = s.journal.appendAll(steps);
 	if (!journaled.ok())
 		return fail(std::move(journaled).error());
@@ -555,17 +553,10 @@ void DestinationMigration::recover(MigrationContext &context, MigrationRecord &r
 	std::string netnsSpec = prepared ? prepared->field("netns") : std::string();
 	if (const JournalEntry *adding = journal.last(kAddingAddresses)) {
 		auto netnsFd = openNetns(netnsSpec);
-		std::string_view text = adding->field("addresses");
-		while (netnsFd.ok() && !text.empty()) {
-			size_t space = text.find(' ');
-			std::string_view item = text.substr(0, space);
-			text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
-			size_t at = item.rfind('@');
-			if (at == std::string_view::npos)
-				continue;
-			auto address = netlink::ServiceAddress::parse(item.substr(0, at));
-			if (address.ok())
-				(void)netlink::removeAddress(netnsFd->get(), item.substr(at + 1), *address);
+		for (const JournaledAddress &a : parseAddressField(adding->field("addresses"))) {
+			auto address = netlink::ServiceAddress::parse(a.cidr);
+			if (netnsFd.ok() && address.ok())
+				(void)netlink::removeAddress(netnsFd->get(), a.interface, *address);
 		}
 	}
 	if (journal.has(kLocking)) {

@@ -63,18 +63,6 @@ bool criuWorks()
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-std::map<std::string, bool> featureMap(const repair::KernelFeatures &f)
-{
-	return {
-		{"repair", f.repair},
-		{"repair_window", f.repairWindow},
-		{"timestamp", f.timestamp},
-		{"half_closed_repair", f.halfClosedRepair},
-		{"buffer_lock", f.bufferLock},
-		{"ipv6", f.ipv6},
-	};
-}
-
 } // namespace
 
 struct MigrationEngine::Impl {
@@ -326,7 +314,7 @@ AgentInfo MigrationEngine::info() const
 	char host[256] = {};
 	::gethostname(host, sizeof(host) - 1);
 	info.hostname = host;
-	info.kernelFeatures = featureMap(impl_->context.features);
+	info.kernelFeatures = impl_->context.features.toMap();
 	info.lockStrategies = {std::string(netlock::strategyName(netlock::LockStrategy::DropBothWays)),
 			       std::string(netlock::strategyName(netlock::LockStrategy::DropInbound))};
 	info.criuAvailable = impl_->criu;
@@ -375,7 +363,7 @@ Result<PrepareReply> MigrationEngine::prepareIncoming(const PrepareRequest &requ
 		entry.order = impl_->nextOrder++;
 	}
 	PrepareReply reply;
-	reply.kernelFeatures = featureMap(impl_->context.features);
+	reply.kernelFeatures = impl_->context.features.toMap();
 	auto prepared = DestinationMigration::prepare(impl_->context, record, request, reply);
 	std::lock_guard guard(impl_->mutex);
 	if (!prepared.ok()) {

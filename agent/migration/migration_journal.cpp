@@ -270,4 +270,30 @@ Status MigrationJournal::retire(const JournalFile &file, Durable durable)
 	return syncDirectory(dir_ + "/done");
 }
 
+std::string formatAddressField(const std::vector<JournaledAddress> &addresses)
+{
+	std::string out;
+	for (const JournaledAddress &a : addresses) {
+		if (!out.empty())
+			out.push_back(' ');
+		out += a.cidr + "@" + a.interface;
+	}
+	return out;
+}
+
+std::vector<JournaledAddress> parseAddressField(std::string_view text)
+{
+	std::vector<JournaledAddress> out;
+	while (!text.empty()) {
+		size_t space = text.find(' ');
+		std::string_view item = text.substr(0, space);
+		text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
+		size_t at = item.rfind('@');
+		if (at == std::string_view::npos)
+			continue;
+		out.push_back(JournaledAddress{std::string(item.substr(0, at)), std::string(item.substr(at + 1))});
+	}
+	return out;
+}
+
 } // namespace ferry::migration

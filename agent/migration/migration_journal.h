@@ -109,4 +109,12 @@ private:
 	std::string dir_;
 };
 
+// A list of service addresses as a journal field: "cidr@interface ...".
+struct JournaledAddress {
+	std::string cidr;
+	std::string interface;
+};
+std::string formatAddressField(const std::vector<JournaledAddress> &addresses);
+std::vector<JournaledAddress> parseAddressField(std::string_view text);
+
 } // namespace ferry::migration

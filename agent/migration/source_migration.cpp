@@ -92,29 +92,12 @@ std::vector<JournaledHolder> parseHolders(std::string_view text)
 	return out;
 }
 
-std::string formatAddresses(const std::vector<AddressMove> &moves)
+// The addresses a move takes from this (the source) host.
+std::vector<JournaledAddress> sourceSide(const std::vector<AddressMove> &moves)
 {
-	std::string out;
-	for (const AddressMove &m : moves) {
-		if (!out.empty())
-			out.push_back(' ');
-		out += m.cidr + "@" + m.sourceInterface;
-	}
-	return out;
-}
-
-std::vector<AddressMove> parseAddresses(std::string_view text)
-{
-	std::vector<AddressMove> out;
-	while (!text.empty()) {
-		size_t space = text.find(' ');
-		std::string_view item = text.substr(0, space);
-		text = space == std::string_view::npos ? std::string_view{} : text.substr(space + 1);
-		size_t at = item.rfind('@');
-		if (at == std::string_view::npos)
-			continue;
-		out.push_back(AddressMove{std::string(item.substr(0, at)), std::string(item.substr(at + 1)), {}});
-	}
+	std::vector<JournaledAddress> out;
+	for (const AddressMove &m : moves)
+		out.push_back(JournaledAddress{m.cidr, m.sourceInterface});
 	return out;
 }
 
@@ -124,29 +107,17 @@ bool isConnected(const netlink::TcpSocketInfo &info)
 	       info.flow.remote.port != 0;
 }
 
-std::map<std::string, bool> featureMap(const repair::KernelFeatures &f)
-{
-	return {
-		{"repair", f.repair},
-		{"repair_window", f.repairWindow},
-		{"timestamp", f.timestamp},
-		{"half_closed_repair", f.halfClosedRepair},
-		{"buffer_lock", f.bufferLock},
-		{"ipv6", f.ipv6},
-	};
-}
-
 // Puts back addresses that were removed, in reverse order.
-void restoreAddresses(int netnsFd, const std::vector<AddressMove> &removed, const std::string &id)
+void restoreAddresses(int netnsFd, const std::vector<JournaledAddress> &removed, const std::string &id)
 {
 	for (auto it = removed.rbegin(); it != removed.rend(); ++it) {
 		auto address = netlink::ServiceAddress::parse(it->cidr);
 		if (!address.ok())
 			continue;
-		auto has = netlink::hasAddress(netnsFd, it->sourceInterface, *address);
+		auto has = netlink::hasAddress(netnsFd, it->interface, *address);
 		if (has.ok() && *has)
 			continue;
-		Status s = netlink::addAddress(netnsFd, it->sourceInterface, *address);
+		Status s = netlink::addAddress(netnsFd, it->interface, *address);
 		if (!s.ok())
 			FERRY_LOG(logMigration, Error) << "cannot put the service address back" << kv("migration", id)
 						       << kv("address", it->cidr) << kv("error", s.error().message());
@@ -258,7 +229,7 @@ Status SourceMigration::State::negotiate()
 	prepare.migrationId = id();
 	prepare.sourceAgent = context.agentUrl;
 	prepare.sourceVersion = context.version;
-	prepare.kernelFeatures = featureMap(context.features);
+	prepare.kernelFeatures = context.features.toMap();
 	prepare.targetNetns = request.targetNetns;
 	prepare.addresses = request.addresses;
 	prepare.handoff = request.handoff;
@@ -362,7 +333,7 @@ Status SourceMigration::State::stream()
 	std::vector<uint8_t> pending;
 	std::optional<transport::ImageWriter> writer;
 	std::optional<repair::SocketCensus> census;
-	repair::SnapshotOptions options;
+	repair::SnapshotOptions snapshotOptions;
 	size_t next = 0;
 	bool finished = false;
 	uint64_t queueBytes = 0;
@@ -372,7 +343,7 @@ Status SourceMigration::State::stream()
 		if (!writer) {
 			transport::ImageHeader header;
 			header.producer = context.version;
-			header.kernelFeatures = featureMap(context.features);
+			header.kernelFeatures = context.features.toMap();
 			transport::WriterOptions options;
 			options.flushEachRecord = false; // one flush per batch, below
 			FERRY_TRY_ASSIGN(transport::ImageWriter w,
@@ -404,13 +375,13 @@ Status SourceMigration::State::stream()
 				else
 					FERRY_LOG(logMigration, Warn) << "socket census failed; reading each socket alone"
 								      << kv("migration", id()) << kv("error", taken.error().message());
-				options.census = census ? &*census : nullptr;
-				options.features = &context.features;
+				snapshotOptions.census = census ? &*census : nullptr;
+				snapshotOptions.features = &context.features;
 			}
 			size_t batchEnd = std::min(sockets.size(), next + kBatchSockets);
 			while (next < batchEnd && pending.size() < kBatchBytes) {
 				TakenSocket &s = sockets[next];
-				auto snap = repair::snapshot(s.fd.get(), options);
+				auto snap = repair::snapshot(s.fd.get(), snapshotOptions);
 				if (!snap.ok())
 					return std::move(snap).error().at("flow", s.info.flow.toString()).at("phase", "dump");
 				s.snapshot = std::move(*snap);
@@ -458,7 +429,7 @@ Status SourceMigration::State::switchAddresses()
 	}
 	record->enter(Phase::Switching);
 	FERRY_TRY(journal.appendAll({{kStreamed, streamedFields},
-				     {kRemovingAddresses, {{"addresses", formatAddresses(request.addresses)}}}}));
+				     {kRemovingAddresses, {{"addresses", formatAddressField(sourceSide(request.addresses))}}}}));
 	timer.mark("journal_streamed_removing_addresses");
 	for (const AddressMove &move : request.addresses) {
 		FERRY_TRY_ASSIGN(netlink::ServiceAddress address, netlink::ServiceAddress::parse(move.cidr));
@@ -562,7 +533,7 @@ void SourceMigration::State::rollBack(const Error &error)
 						      << kv("error", told.error().message());
 	}
 	if (netns)
-		restoreAddresses(netns.get(), removed, id());
+		restoreAddresses(netns.get(), sourceSide(removed), id());
 	for (auto it = sockets.rbegin(); it != sockets.rend(); ++it) {
 		if (!it->snapshot)
 			continue;
@@ -697,7 +668,7 @@ bool SourceMigration::recover(MigrationContext &context, MigrationRecord &record
 		std::string netnsSpec = locking ? locking->field("netns") : std::string();
 		auto netnsFd = openNetns(netnsSpec);
 		if (netnsFd.ok())
-			restoreAddresses(netnsFd->get(), parseAddresses(removing->field("addresses")), id);
+			restoreAddresses(netnsFd->get(), parseAddressField(removing->field("addresses")), id);
 	}
 	unlock();
 	// A handed-off workload sees its handoff connection close with the old

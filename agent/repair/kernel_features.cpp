@@ -98,6 +98,18 @@ KernelFeatures probeKernelFeatures()
 	return f;
 }
 
+std::map<std::string, bool> KernelFeatures::toMap() const
+{
+	return {
+		{"repair", repair},
+		{"repair_window", repairWindow},
+		{"timestamp", timestamp},
+		{"half_closed_repair", halfClosedRepair},
+		{"buffer_lock", bufferLock},
+		{"ipv6", ipv6},
+	};
+}
+
 std::string KernelFeatures::describe() const
 {
 	std::string s;

@@ -8,6 +8,7 @@
 // mode (the repair connect() needs no route, so lo may even be down).
 #pragma once
 
+#include <map>
 #include <string>
 
 namespace ferry::repair {
@@ -24,6 +25,9 @@ struct KernelFeatures {
 
 	// "repair=yes repair_window=yes ..." for logs and negotiation.
 	std::string describe() const;
+	// The features by name ("repair", "repair_window", ...), as negotiation
+	// and the image header carry them.
+	std::map<std::string, bool> toMap() const;
 
 	friend bool operator==(const KernelFeatures &, const KernelFeatures &) = default;
 };
