@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared by the end-to-end tests (sourced, not run). Each test is a bash
 # script that meson runs as
 #
