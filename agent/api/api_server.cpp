@@ -651,7 +651,8 @@ void ApiServer::receiveImage(const std::string &id, const Request &req, Response
 		if (!sinkFailure.ok())
 			return sinkFailure;
 		if (!complete)
-			return makeError("image: the upload broke off after " + std::to_string(received) + " bytes", ECONNRESET);
+			// A body that ends early is the client's fault: 400, not 500.
+			return makeError("image: the upload broke off after " + std::to_string(received) + " bytes", EINVAL);
 		return {};
 	});
 	if (!receipt)

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Case 6: B restores only into the namespaces it allows (--allow-netns
 # self); a migration that targets another namespace is refused with 403
-# before anything was frozen or locked. The CLI exits 4 with a message that
-# names the namespace, and the connections on A are untouched.
+# before anything was frozen or locked. The source agent accepted the
+# migration (202) and learns of the refusal when it negotiates, so the CLI
+# reports an aborted migration (exit 1) whose reason carries B's 403 and
+# names the namespace; the connections on A are untouched.
 . "$(dirname "$0")/lib.sh"
 e2e_init "$@"
 e2e_rollback_setup
 forbidden=fe2e-not-allowed-$$
 E2E_TARGET_NETNS=$forbidden e2e_migrate "$SERVICE_CIDR"
 
-e2e_check "ferry migrate exited 4 (refused by the agent)"
-((MIGRATE_STATUS == 4)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS, expected 4"
+e2e_check "ferry migrate exited 1 (aborted: refused by the destination)"
+((MIGRATE_STATUS == 1)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS, expected 1"
+e2e_check "the reason carries the destination's 403"
+grep -q -- "status=403" "$E2E_WORK/migrate.err" "$E2E_WORK/migrate.json" ||
+	e2e_fail "neither ferry's message nor its JSON carries status=403"
 e2e_check "the message names the refused namespace $forbidden"
 grep -q -- "$forbidden" "$E2E_WORK/migrate.err" "$E2E_WORK/migrate.json" ||
 	e2e_fail "neither ferry's message nor its JSON names $forbidden"
