@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 
 #include "base/failpoint.h"
 #include "base/log.h"
@@ -92,6 +93,13 @@ std::vector<JournaledAddress> targetSide(const std::vector<AddressMove> &moves)
 	return out;
 }
 
+// Listeners are announced by their local address only: discovery and a
+// snapshot name a listener's missing peer differently.
+std::string announcementKey(const FlowId &flow, bool listener)
+{
+	return listener ? "listen " + flow.local.toString() : flow.toString();
+}
+
 // Whether restore() injects segments from the peer to the local address
 // (docs/repair.md, "Half-closed states"): the address must be up first.
 bool needsLocalAddress(const repair::ConnectionSnapshot &snap)
@@ -144,6 +152,10 @@ struct DestinationMigration::State {
 	// they are restored at commit, after the address switch.
 	std::vector<repair::ConnectionSnapshot> deferred;
 	std::vector<size_t> addedAddresses; // indexes into addresses
+	// The connections negotiation announced, by announcementKey(): each
+	// record is checked against it (a scan per record would make 10,000
+	// connections cost 10^8 comparisons).
+	std::unordered_set<std::string> announced;
 	bool ended = false;
 	PhaseTimer timer;
 
@@ -202,6 +214,8 @@ Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(Migr
 	state->netns = std::move(netns);
 	state->addresses = std::move(addresses);
 	state->record->setConnections(static_cast<uint32_t>(request.connections.size()));
+	for (const ConnectionSummary &c : request.connections)
+		state->announced.insert(announcementKey(c.flow, c.state == "LISTEN"));
 	// Lock now, before the source freezes: no packet of these flows reaches
 	// this host until the address moves, so the lock costs nothing here,
 	// and installing it (a few ms) stays out of the blackout.
@@ -250,10 +264,7 @@ Status DestinationMigration::State::restoreOne(repair::ConnectionSnapshot &&snap
 	// Only what was announced in negotiation (and checked against the
 	// policy there) may be restored.
 	bool listener = snapshot.state == repair::TcpState::Listen;
-	bool announced = std::any_of(request.connections.begin(), request.connections.end(), [&](const ConnectionSummary &c) {
-		return listener ? c.state == "LISTEN" && c.flow.local == snapshot.flow.local : c.flow == snapshot.flow;
-	});
-	if (!announced)
+	if (!announced.count(announcementKey(snapshot.flow, listener)))
 		return makeError("the image holds connection " + snapshot.flow.toString() +
 					 ", which was not announced in negotiation",
 				 EACCES);
