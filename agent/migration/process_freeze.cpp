@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -110,6 +111,21 @@ void continueProcesses(const std::vector<ProcessRef> &processes)
 			::kill(p.pid, SIGCONT);
 }
 
+bool waitUntilGone(const ProcessRef &process, std::chrono::milliseconds timeout)
+{
+	auto deadline = std::chrono::steady_clock::now() + timeout;
+	for (;;) {
+		// A killed child of ours stays a zombie until reaped; its fds are
+		// closed already, which is all that matters here.
+		auto stat = readStat(process.pid);
+		if (!stat.ok() || stat->startTime != process.startTime || stat->state == 'Z' || stat->state == 'X')
+			return true;
+		if (std::chrono::steady_clock::now() >= deadline)
+			return false;
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	}
+}
+
 void killProcesses(const std::vector<ProcessRef> &processes, std::chrono::milliseconds timeout)
 {
 	for (const ProcessRef &p : processes)
@@ -117,14 +133,8 @@ void killProcesses(const std::vector<ProcessRef> &processes, std::chrono::millis
 			::kill(p.pid, SIGKILL);
 	auto deadline = std::chrono::steady_clock::now() + timeout;
 	for (const ProcessRef &p : processes) {
-		// A killed child of ours stays a zombie until reaped; its fds are
-		// closed already, which is all that matters here.
-		while (std::chrono::steady_clock::now() < deadline) {
-			auto stat = readStat(p.pid);
-			if (!stat.ok() || stat->startTime != p.startTime || stat->state == 'Z' || stat->state == 'X')
-				break;
-			std::this_thread::sleep_for(std::chrono::milliseconds(1));
-		}
+		auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+		waitUntilGone(p, std::max(left, std::chrono::milliseconds(0)));
 	}
 }
 

@@ -47,6 +47,10 @@ void continueProcesses(const std::vector<ProcessRef> &processes);
 // them to be gone, so that their fds are closed when this returns.
 void killProcesses(const std::vector<ProcessRef> &processes, std::chrono::milliseconds timeout);
 
+// Waits up to `timeout` for the process to end (or become a zombie).
+// Returns whether it did.
+bool waitUntilGone(const ProcessRef &process, std::chrono::milliseconds timeout);
+
 // "1@2 3@4" and back, for the journal.
 std::string formatProcesses(const std::vector<ProcessRef> &processes);
 Result<std::vector<ProcessRef>> parseProcesses(std::string_view text);

@@ -488,10 +488,12 @@ void SourceMigration::State::finishCommitted()
 	// End the workload first, then drop our references: the sockets are in
 	// repair mode, so the last close sends neither FIN nor RST.
 	if (handedOff && context.handoff) {
-		Status s = context.handoff->exit(*handedOff);
+		// A handed-off workload is told to exit and given the time to do
+		// so; only one that does not is killed.
 		auto ref = processRef(*handedOff);
-		if (ref.ok())
-			killProcesses({*ref}, s.ok() ? kKillTimeout : std::chrono::milliseconds(0));
+		Status told = context.handoff->exit(*handedOff);
+		if (ref.ok() && !(told.ok() && waitUntilGone(*ref, kKillTimeout)))
+			killProcesses({*ref}, kKillTimeout);
 	}
 	killProcesses(stopped, kKillTimeout);
 	timer.mark("end_workload");

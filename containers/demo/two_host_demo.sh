@@ -46,6 +46,14 @@ cleanup() {
   if [[ -f $work/pids ]]; then
     while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$work/pids"
   fi
+  # Give the agents a moment to stop cleanly before anything is forced.
+  for _ in $(seq 40); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.05
+  done
+  wait 2>/dev/null || true
   for ns in a b client sw; do
     if ip netns list | grep -qx "$prefix-$ns\( .*\)\?"; then
       for pid in $(ip netns pids "$prefix-$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
