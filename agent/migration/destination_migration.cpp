@@ -84,15 +84,6 @@ bool isExecutable(const std::string &program)
 	return false;
 }
 
-// The addresses a move gives to this (the destination) host.
-std::vector<JournaledAddress> targetSide(const std::vector<AddressMove> &moves)
-{
-	std::vector<JournaledAddress> out;
-	for (const AddressMove &m : moves)
-		out.push_back(JournaledAddress{m.cidr, m.targetInterface});
-	return out;
-}
-
 // Listeners are announced by their local address only: discovery and a
 // snapshot name a listener's missing peer differently.
 std::string announcementKey(const FlowId &flow, bool listener)
@@ -209,7 +200,7 @@ Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(Migr
 	FERRY_TRY(journal.append(kPrepared, {{"role", "destination"},
 					     {"peer", request.sourceAgent},
 					     {"netns", request.targetNetns},
-					     {"addresses", formatAddressField(targetSide(request.addresses))}}));
+					     {"addresses", formatAddressField(addressesOn(Role::Destination, request.addresses))}}));
 	auto state = std::make_unique<State>(context, std::move(record), request, std::move(journal));
 	state->netns = std::move(netns);
 	state->addresses = std::move(addresses);
@@ -344,7 +335,7 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 	// prepare() checked that none of them was.
 	std::vector<JournalFile::Step> steps{{kRestored, {{"connections", std::to_string(receipt->connectionsRestored)}}}};
 	if (!s.addresses.empty())
-		steps.push_back({kAddingAddresses, {{"addresses", formatAddressField(targetSide(s.request.addresses))}}});
+		steps.push_back({kAddingAddresses, {{"addresses", formatAddressField(addressesOn(Role::Destination, s.request.addresses))}}});
 	Status journaled = s.journal.appendAll(steps);
 	if (!journaled.ok())
 		return fail(std::move(journaled).error());

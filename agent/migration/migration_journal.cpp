@@ -281,6 +281,14 @@ std::string formatAddressField(const std::vector<JournaledAddress> &addresses)
 	return out;
 }
 
+std::vector<JournaledAddress> addressesOn(Role side, const std::vector<AddressMove> &moves)
+{
+	std::vector<JournaledAddress> out;
+	for (const AddressMove &m : moves)
+		out.push_back(JournaledAddress{m.cidr, side == Role::Source ? m.sourceInterface : m.targetInterface});
+	return out;
+}
+
 std::vector<JournaledAddress> parseAddressField(std::string_view text)
 {
 	std::vector<JournaledAddress> out;

@@ -27,6 +27,7 @@
 
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "migration/migration_service.h"
 
 namespace ferry::migration {
 
@@ -115,6 +116,9 @@ struct JournaledAddress {
 	std::string interface;
 };
 std::string formatAddressField(const std::vector<JournaledAddress> &addresses);
+// The addresses `moves` take from the source host (side Source) or give
+// to the destination host (side Destination), with that host's interface.
+std::vector<JournaledAddress> addressesOn(Role side, const std::vector<AddressMove> &moves);
 std::vector<JournaledAddress> parseAddressField(std::string_view text);
 
 } // namespace ferry::migration

@@ -92,15 +92,6 @@ std::vector<JournaledHolder> parseHolders(std::string_view text)
 	return out;
 }
 
-// The addresses a move takes from this (the source) host.
-std::vector<JournaledAddress> sourceSide(const std::vector<AddressMove> &moves)
-{
-	std::vector<JournaledAddress> out;
-	for (const AddressMove &m : moves)
-		out.push_back(JournaledAddress{m.cidr, m.sourceInterface});
-	return out;
-}
-
 bool isConnected(const netlink::TcpSocketInfo &info)
 {
 	return info.state != netlink::TcpSocketState::Listen && info.flow.remote.family != AF_UNSPEC &&
@@ -429,7 +420,7 @@ Status SourceMigration::State::switchAddresses()
 	}
 	record->enter(Phase::Switching);
 	FERRY_TRY(journal.appendAll({{kStreamed, streamedFields},
-				     {kRemovingAddresses, {{"addresses", formatAddressField(sourceSide(request.addresses))}}}}));
+				     {kRemovingAddresses, {{"addresses", formatAddressField(addressesOn(Role::Source, request.addresses))}}}}));
 	timer.mark("journal_streamed_removing_addresses");
 	for (const AddressMove &move : request.addresses) {
 		FERRY_TRY_ASSIGN(netlink::ServiceAddress address, netlink::ServiceAddress::parse(move.cidr));
@@ -535,7 +526,7 @@ void SourceMigration::State::rollBack(const Error &error)
 						      << kv("error", told.error().message());
 	}
 	if (netns)
-		restoreAddresses(netns.get(), sourceSide(removed), id());
+		restoreAddresses(netns.get(), addressesOn(Role::Source, removed), id());
 	for (auto it = sockets.rbegin(); it != sockets.rend(); ++it) {
 		if (!it->snapshot)
 			continue;
