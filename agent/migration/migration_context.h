@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "container/container.h"
+#include "container/container_registry.h"
 #include "migration/migration_journal.h"
 #include "migration/peer_agent.h"
 #include "migration/workload_handoff.h"
@@ -42,6 +44,8 @@ struct MigrationContext {
 	MigrationJournal journal;
 	PeerAgentFactory peers;
 	HandoffServer *handoff = nullptr; // may be null: no migration-aware workloads
+	container::RuntimeOptions runtimes; // how to call runc and podman
+	container::ContainerRegistry *containers = nullptr; // what the OCI hook registered; may be null
 };
 
 } // namespace ferry::migration

@@ -264,7 +264,7 @@ Result<std::unique_ptr<MigrationEngine>> MigrationEngine::create(EngineOptions o
 	FERRY_TRY_ASSIGN(MigrationJournal journal, MigrationJournal::open(options.stateDir));
 	MigrationContext context{options.policy, options.agentUrl, std::string("ferry ") + FERRY_VERSION,
 				 repair::probeKernelFeatures(), std::move(journal), std::move(options.peers),
-				 options.handoff};
+				 options.handoff, options.runtimes, options.containers};
 	if (context.policy.workloadStateDir.empty())
 		context.policy.workloadStateDir = options.stateDir;
 	auto impl = std::make_unique<Impl>(std::move(context));

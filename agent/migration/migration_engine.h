@@ -28,6 +28,8 @@ struct EngineOptions {
 	std::string agentUrl;     // how peers reach this agent
 	PeerAgentFactory peers;
 	HandoffServer *handoff = nullptr; // borrowed, may be null; must outlive the engine
+	container::RuntimeOptions runtimes;                  // how to call runc and podman
+	container::ContainerRegistry *containers = nullptr;  // borrowed, may be null; must outlive the engine
 	// Namespaces whose ferry lock tables are swept at start-up when no
 	// live migration owns them (the agent's own namespace always is).
 	std::vector<std::string> sweepNetns;

@@ -36,6 +36,7 @@
 
 #include "base/error.h"
 #include "base/flow.h"
+#include "container/container.h"
 
 namespace ferry::migration {
 
@@ -67,9 +68,22 @@ struct AddressMove {
 	std::string targetInterface;
 };
 
+// A container whose connections move (issue 5). The source resolves it
+// (the OCI hook's registry first, then the runtime), takes the sockets of
+// its processes, freezes it, and destroys it after commit; an abort thaws
+// it. The destination starts the same container with the sockets.
+struct ContainerSelection {
+	std::string id;                            // id, name or unique id prefix
+	std::optional<container::Runtime> runtime; // unset: the registry's word, else runc, then podman
+	enum class Freeze { Cgroup, Pause };       // cgroup freezer, or runc/podman pause
+	Freeze freeze = Freeze::Cgroup;
+	std::string destinationName;               // the new container's name; "" = the same
+};
+
 // Which connections move, on the source.
 struct ConnectionSelection {
 	std::optional<pid_t> pid;          // the sockets of this process tree...
+	std::optional<ContainerSelection> container; // ...or of this container...
 	std::string netns;                 // ...or of this netns (spec as openNetns takes)
 	std::vector<uint16_t> localPorts;  // restricted to these local ports (empty: all)
 	bool includeListeners = true;      // recreate listening sockets on the destination
@@ -83,6 +97,9 @@ struct Handoff {
 	// workload adopts them.
 	std::vector<std::string> execArgv;
 	std::map<std::string, std::string> environment; // extra variables for execArgv
+	// Or start this container (the source fills it from the container it
+	// froze). Exclusive with execArgv.
+	std::optional<container::ContainerSpec> container;
 };
 
 // startMigration(): the user's request to the source agent.

@@ -1,0 +1,1 @@
+#include "container/cgroup_freezer.h"

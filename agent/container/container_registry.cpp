@@ -1,0 +1,1 @@
+#include "container/container_registry.h"

@@ -1,0 +1,1 @@
+#include "container/container_runtime.h"
