@@ -21,6 +21,13 @@ for p in "${packages[@]}"; do
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
 
+# kubectl-ferry's plugin-discovery test runs the real `kubectl plugin list`.
+# Any kubectl will do; Debian's is in kubernetes-client.
+if ! command -v kubectl >/dev/null 2>&1; then
+  status=$(dpkg-query -W -f='${Status}' kubernetes-client 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=(kubernetes-client)
+fi
+
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
   exit 0
