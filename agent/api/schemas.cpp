@@ -23,6 +23,7 @@ using migration::AgentInfo;
 using migration::CommitRequest;
 using migration::ConnectionSelection;
 using migration::ConnectionSummary;
+using migration::ContainerSelection;
 using migration::Handoff;
 using migration::ImageReceipt;
 using migration::MetricsSnapshot;
@@ -49,6 +50,23 @@ constexpr std::pair<Phase, const char *> kPhaseNames[] = {
 	{Phase::Aborting, "aborting"},
 	{Phase::Aborted, "aborted"},
 };
+
+// Container ids and names are handed to runtime CLIs as arguments and name
+// directories: the rule container_schemas.h gives registrations (a letter
+// or digit first, so never an option).
+constexpr const char *kContainerNameRule = "expected 1..128 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit";
+
+bool isContainerName(std::string_view name)
+{
+	auto alnum = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+	return !name.empty() && name.size() <= 128 && alnum(name.front()) &&
+	       std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '+' || c == '-'; });
+}
+
+const char *freezeName(ContainerSelection::Freeze freeze)
+{
+	return freeze == ContainerSelection::Freeze::Pause ? "pause" : "cgroup";
+}
 
 // ---------------------------------------------------------------------------
 // Text helpers
@@ -220,7 +238,10 @@ void write(JsonWriter &w, const Endpoint &v)
 }
 void write(JsonWriter &w, const FlowId &v);
 void write(JsonWriter &w, const AddressMove &v);
+void write(JsonWriter &w, const ContainerSelection &v);
 void write(JsonWriter &w, const ConnectionSelection &v);
+void write(JsonWriter &w, const container::BindMount &v);
+void write(JsonWriter &w, const container::ContainerSpec &v);
 void write(JsonWriter &w, const Handoff &v);
 void write(JsonWriter &w, const ConnectionSummary &v);
 void write(JsonWriter &w, const MigrationStatus &v);
@@ -285,16 +306,57 @@ void write(JsonWriter &w, const AddressMove &v)
 	w.EndObject();
 }
 
+void write(JsonWriter &w, const ContainerSelection &v)
+{
+	w.StartObject();
+	field(w, "id", v.id);
+	// An unset runtime is left out: the agent then asks its registry, runc
+	// and podman in turn.
+	if (v.runtime)
+		field(w, "runtime", container::toString(*v.runtime));
+	field(w, "freeze", freezeName(v.freeze));
+	field(w, "destinationName", v.destinationName);
+	w.EndObject();
+}
+
 void write(JsonWriter &w, const ConnectionSelection &v)
 {
 	w.StartObject();
-	// pid and netns are alternatives: only the one in use is written.
+	// pid, container and netns are alternatives: only the one in use is
+	// written.
 	if (v.pid)
 		field(w, "pid", static_cast<int>(*v.pid));
+	else if (v.container)
+		field(w, "container", *v.container);
 	else
 		field(w, "netns", v.netns);
 	field(w, "localPorts", v.localPorts);
 	field(w, "includeListeners", v.includeListeners);
+	w.EndObject();
+}
+
+void write(JsonWriter &w, const container::BindMount &v)
+{
+	w.StartObject();
+	field(w, "source", v.source);
+	field(w, "destination", v.destination);
+	field(w, "readOnly", v.readOnly);
+	w.EndObject();
+}
+
+void write(JsonWriter &w, const container::ContainerSpec &v)
+{
+	w.StartObject();
+	field(w, "runtime", container::toString(v.runtime));
+	field(w, "name", v.name);
+	field(w, "bundle", v.bundle);
+	field(w, "image", v.image);
+	field(w, "command", v.command);
+	field(w, "environment", v.environment);
+	field(w, "mounts", v.mounts);
+	field(w, "workingDirectory", v.workingDirectory);
+	field(w, "user", v.user);
+	field(w, "annotations", v.annotations);
 	w.EndObject();
 }
 
@@ -303,6 +365,10 @@ void write(JsonWriter &w, const Handoff &v)
 	w.StartObject();
 	field(w, "execArgv", v.execArgv);
 	field(w, "environment", v.environment);
+	// Written only when set, so that a body without a container reads as
+	// it did before containers existed.
+	if (v.container)
+		field(w, "container", *v.container);
 	w.EndObject();
 }
 
@@ -487,7 +553,12 @@ Status decode(const Value &v, const std::string &path, int &out)
 
 Status decode(const Value &v, const std::string &path, FlowId &out);
 Status decode(const Value &v, const std::string &path, AddressMove &out);
+Status decode(const Value &v, const std::string &path, container::Runtime &out);
+Status decode(const Value &v, const std::string &path, ContainerSelection::Freeze &out);
+Status decode(const Value &v, const std::string &path, ContainerSelection &out);
 Status decode(const Value &v, const std::string &path, ConnectionSelection &out);
+Status decode(const Value &v, const std::string &path, container::BindMount &out);
+Status decode(const Value &v, const std::string &path, container::ContainerSpec &out);
 Status decode(const Value &v, const std::string &path, Handoff &out);
 Status decode(const Value &v, const std::string &path, ConnectionSummary &out);
 Status decode(const Value &v, const std::string &path, MigrationStatus &out);
@@ -646,14 +717,57 @@ Status decode(const Value &v, const std::string &path, AddressMove &out)
 	return {};
 }
 
+Status decode(const Value &v, const std::string &path, container::Runtime &out)
+{
+	std::string name;
+	FERRY_TRY(decode(v, path, name));
+	auto runtime = container::parseRuntime(name);
+	if (!runtime)
+		return fieldError(path, "unknown runtime '" + name + "' (expected runc or podman)");
+	out = *runtime;
+	return {};
+}
+
+Status decode(const Value &v, const std::string &path, ContainerSelection::Freeze &out)
+{
+	std::string name;
+	FERRY_TRY(decode(v, path, name));
+	if (name == "cgroup")
+		out = ContainerSelection::Freeze::Cgroup;
+	else if (name == "pause")
+		out = ContainerSelection::Freeze::Pause;
+	else
+		return fieldError(path, "unknown freeze '" + name + "' (expected cgroup or pause)");
+	return {};
+}
+
+Status decode(const Value &v, const std::string &path, ContainerSelection &out)
+{
+	ObjectDecoder d(v, path);
+	d.required("id", out.id)
+		.optional("runtime", out.runtime)
+		.optional("freeze", out.freeze)
+		.optional("destinationName", out.destinationName);
+	if (d.has("id") && !isContainerName(out.id))
+		d.fail(fieldError(childPath(path, "id"), kContainerNameRule));
+	if (!out.destinationName.empty() && !isContainerName(out.destinationName))
+		d.fail(fieldError(childPath(path, "destinationName"), kContainerNameRule));
+	return d.finish();
+}
+
 Status decode(const Value &v, const std::string &path, ConnectionSelection &out)
 {
 	ObjectDecoder d(v, path);
 	int pid = 0;
-	d.optional("pid", pid).optional("netns", out.netns).optional("localPorts", out.localPorts).optional("includeListeners", out.includeListeners);
-	bool hasPid = d.has("pid"), hasNetns = d.has("netns");
-	if (hasPid == hasNetns)
-		d.fail(fieldError(path, "give exactly one of \"pid\" and \"netns\""));
+	ContainerSelection container;
+	d.optional("pid", pid)
+		.optional("container", container)
+		.optional("netns", out.netns)
+		.optional("localPorts", out.localPorts)
+		.optional("includeListeners", out.includeListeners);
+	bool hasPid = d.has("pid"), hasContainer = d.has("container"), hasNetns = d.has("netns");
+	if (int(hasPid) + int(hasContainer) + int(hasNetns) != 1)
+		d.fail(fieldError(path, "give exactly one of \"pid\", \"container\" and \"netns\""));
 	if (hasPid && pid <= 0)
 		d.fail(fieldError(childPath(path, "pid"), "expected a process id > 0"));
 	FERRY_TRY(d.finish());
@@ -661,14 +775,67 @@ Status decode(const Value &v, const std::string &path, ConnectionSelection &out)
 		out.pid = static_cast<pid_t>(pid);
 	else
 		out.pid.reset();
+	if (hasContainer)
+		out.container = std::move(container);
+	else
+		out.container.reset();
+	return {};
+}
+
+Status decode(const Value &v, const std::string &path, container::BindMount &out)
+{
+	ObjectDecoder d(v, path);
+	d.required("source", out.source).required("destination", out.destination).optional("readOnly", out.readOnly);
+	// Both ends are used as paths by the runtime: relative ones would
+	// resolve against whatever directory the runtime runs in.
+	if (d.has("source") && out.source.rfind('/', 0) != 0)
+		d.fail(fieldError(childPath(path, "source"), "expected an absolute path"));
+	if (d.has("destination") && out.destination.rfind('/', 0) != 0)
+		d.fail(fieldError(childPath(path, "destination"), "expected an absolute path"));
+	return d.finish();
+}
+
+Status decode(const Value &v, const std::string &path, container::ContainerSpec &out)
+{
+	ObjectDecoder d(v, path);
+	d.required("runtime", out.runtime)
+		.required("name", out.name)
+		.optional("bundle", out.bundle)
+		.optional("image", out.image)
+		.optional("command", out.command)
+		.optional("environment", out.environment)
+		.optional("mounts", out.mounts)
+		.optional("workingDirectory", out.workingDirectory)
+		.optional("user", out.user)
+		.optional("annotations", out.annotations);
+	FERRY_TRY(d.finish());
+	if (!isContainerName(out.name))
+		return fieldError(childPath(path, "name"), kContainerNameRule);
+	if (out.runtime == container::Runtime::Runc && out.bundle.rfind('/', 0) != 0)
+		return fieldError(childPath(path, "bundle"), "a runc container needs its bundle as an absolute path");
+	if (out.runtime == container::Runtime::Podman && out.image.empty())
+		return fieldError(childPath(path, "image"), "a podman container needs its image");
+	for (size_t i = 0; i < out.environment.size(); ++i) {
+		size_t eq = out.environment[i].find('=');
+		if (eq == std::string::npos || eq == 0)
+			return fieldError(childPath(path, "environment") + "[" + std::to_string(i) + "]", "expected KEY=VALUE");
+	}
 	return {};
 }
 
 Status decode(const Value &v, const std::string &path, Handoff &out)
 {
 	ObjectDecoder d(v, path);
-	d.optional("execArgv", out.execArgv).optional("environment", out.environment);
-	return d.finish();
+	container::ContainerSpec spec;
+	d.optional("execArgv", out.execArgv).optional("environment", out.environment).optional("container", spec);
+	if (d.has("container") && !out.execArgv.empty())
+		d.fail(fieldError(path, "give \"execArgv\" or \"container\", not both"));
+	FERRY_TRY(d.finish());
+	if (d.has("container"))
+		out.container = std::move(spec);
+	else
+		out.container.reset();
+	return {};
 }
 
 Status decode(const Value &v, const std::string &path, ConnectionSummary &out)

@@ -249,9 +249,72 @@ Status applyNoListeners(CommandLine &line, std::string_view)
 	return {};
 }
 
-constexpr std::array<FlagSpec, 12> kMigrateFlags = {{
+// The container flags fill one ContainerSelection; --runtime, --freeze and
+// --container-name without --container are caught in validate().
+migration::ContainerSelection &containerSelection(CommandLine &line)
+{
+	auto &selection = line.migrate.request.selection;
+	if (!selection.container)
+		selection.container.emplace();
+	return *selection.container;
+}
+
+// Container ids and names reach the runtimes' command lines: the API's
+// rule (a letter or digit first, so never a flag).
+bool isContainerName(std::string_view name)
+{
+	auto alnum = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+	return !name.empty() && name.size() <= 128 && alnum(name.front()) &&
+	       std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '+' || c == '-'; });
+}
+
+Status applyContainer(CommandLine &line, std::string_view value)
+{
+	if (!isContainerName(value))
+		return usageError("--container: " + quoted(value) +
+				  " is not a container id or name (1-128 characters of A-Z a-z 0-9 . _ + -, starting "
+				  "with a letter or digit)");
+	containerSelection(line).id = value;
+	return {};
+}
+
+Status applyRuntime(CommandLine &line, std::string_view value)
+{
+	auto runtime = container::parseRuntime(value);
+	if (!runtime)
+		return usageError("--runtime: " + quoted(value) + " is not a container runtime (runc or podman)");
+	containerSelection(line).runtime = *runtime;
+	return {};
+}
+
+Status applyFreeze(CommandLine &line, std::string_view value)
+{
+	if (value == "cgroup")
+		containerSelection(line).freeze = migration::ContainerSelection::Freeze::Cgroup;
+	else if (value == "pause")
+		containerSelection(line).freeze = migration::ContainerSelection::Freeze::Pause;
+	else
+		return usageError("--freeze: " + quoted(value) + " is not a freeze method (cgroup or pause)");
+	return {};
+}
+
+Status applyContainerName(CommandLine &line, std::string_view value)
+{
+	if (!isContainerName(value))
+		return usageError("--container-name: " + quoted(value) +
+				  " is not a container name (1-128 characters of A-Z a-z 0-9 . _ + -, starting with a "
+				  "letter or digit)");
+	containerSelection(line).destinationName = value;
+	return {};
+}
+
+constexpr std::array<FlagSpec, 16> kMigrateFlags = {{
 	{"--pid", "", true, false, applyPid},
 	{"--netns", "", true, false, applyNetns},
+	{"--container", "", true, false, applyContainer},
+	{"--runtime", "", true, false, applyRuntime},
+	{"--freeze", "", true, false, applyFreeze},
+	{"--container-name", "", true, false, applyContainerName},
 	{"--port", "", true, true, applyPort},
 	{"--to", "", true, false, applyTo},
 	{"--from", "", true, false, applyFrom},
@@ -356,18 +419,24 @@ Status validate(CommandLine &line, const std::vector<std::string> &positionals)
 	FERRY_TRY(noPositionals());
 	const migration::MigrationRequest &request = line.migrate.request;
 	const migration::ConnectionSelection &selection = request.selection;
-	if (selection.pid && !selection.netns.empty())
-		return usageError("--pid and --netns both select connections; give one");
-	if (!selection.pid && selection.netns.empty())
-		return usageError("which connections? give --pid PID, or --netns NS with --port P");
+	if (selection.container && selection.container->id.empty())
+		return usageError("--runtime, --freeze and --container-name go with --container ID");
+	int selections = int(selection.pid.has_value()) + int(!selection.netns.empty()) + int(selection.container.has_value());
+	if (selections > 1)
+		return usageError("--pid, --netns and --container each select connections; give one");
+	if (selections == 0)
+		return usageError("which connections? give --pid PID, --container ID, or --netns NS with --port P");
+	if (selection.container && !request.handoff.execArgv.empty())
+		return usageError("--exec starts a program on the destination, --container starts the container "
+				  "there; give one");
 	if (!selection.netns.empty() && selection.localPorts.empty())
 		return usageError("--netns needs at least one --port (the local ports whose connections move)");
 	if (request.targetAgent.empty())
 		return usageError("--to URL is required: the destination agent");
 	if (request.targetNetns.empty())
 		return usageError("--target-netns is required: the namespace on the destination ('self' for its own)");
-	if (!request.handoff.environment.empty() && request.handoff.execArgv.empty())
-		return usageError("--env is for the program of --exec; give --exec too");
+	if (!request.handoff.environment.empty() && request.handoff.execArgv.empty() && !selection.container)
+		return usageError("--env is for the program of --exec or the container of --container; give one");
 	if (!line.migrate.sourceAgent.empty() && common.agentGiven)
 		return usageError("--from and --agent both name the source agent; give one");
 	return {};
@@ -521,16 +590,25 @@ std::string usage(Command command)
 		       "\n";
 		break;
 	case Command::Migrate:
-		text = "Usage: ferry migrate (--pid PID | --netns NS --port P...) --to URL --target-netns NS [flags]\n"
+		text = "Usage: ferry migrate (--pid PID | --container ID | --netns NS --port P...) --to URL\n"
+		       "                     --target-netns NS [flags]\n"
 		       "\n"
 		       "Starts a migration on the source agent (--agent, or --from) and, unless --no-wait,\n"
 		       "follows its progress until it commits (exit 0) or aborts (exit 1).\n"
 		       "\n"
 		       "Which connections:\n"
 		       "  --pid PID             the sockets of this process tree\n"
+		       "  --container ID        the sockets of this runc or podman container (id, name or\n"
+		       "                        unique id prefix); the container itself moves: it is\n"
+		       "                        started on the destination with them and removed here\n"
+		       "  --runtime NAME        runc or podman (default: what the OCI hook registered, else\n"
+		       "                        runc, then podman)\n"
+		       "  --freeze HOW          cgroup (default: the cgroup freezer) or pause (the runtime's\n"
+		       "                        pause)\n"
+		       "  --container-name NAME the container's name on the destination (default: the same)\n"
 		       "  --netns NS            the sockets of this network namespace (name, path or pid:N)...\n"
 		       "  --port P              ...with this local port (repeatable; required with --netns,\n"
-		       "                        restricts --pid)\n"
+		       "                        restricts --pid and --container)\n"
 		       "  --no-listeners        do not recreate listening sockets on the destination\n"
 		       "Where to:\n"
 		       "  --to URL              the destination agent (required)\n"
@@ -543,7 +621,8 @@ std::string usage(Command command)
 		       "  --exec \"CMD ARGS\"     start CMD with the connections as fds 3.. (LISTEN_FDS,\n"
 		       "                        LISTEN_FDNAMES, LISTEN_PID, FERRY_MANIFEST); quoting as in sh,\n"
 		       "                        without expansion\n"
-		       "  --env K=V             an environment variable for CMD (repeatable)\n"
+		       "  --env K=V             an environment variable for CMD, or added to the container's\n"
+		       "                        on the destination (repeatable)\n"
 		       "Other:\n"
 		       "  --lock-strategy NAME  drop-both-ways or drop-inbound (default: the agent's)\n"
 		       "  --no-wait             print the migration id and return once it started\n"

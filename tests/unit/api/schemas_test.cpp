@@ -272,9 +272,9 @@ TEST_CASE("every validation class is refused with EINVAL and the field")
 
 	// MigrationRequest: pid xor netns, optional fields
 	CHECK(errorOf<MigrationRequest>(R"({"selection":{},"targetAgent":"http://x","targetNetns":"b"})") ==
-	      "selection: give exactly one of \"pid\" and \"netns\"");
+	      "selection: give exactly one of \"pid\", \"container\" and \"netns\"");
 	CHECK(errorOf<MigrationRequest>(R"({"selection":{"pid":1,"netns":"a"},"targetAgent":"http://x","targetNetns":"b"})") ==
-	      "selection: give exactly one of \"pid\" and \"netns\"");
+	      "selection: give exactly one of \"pid\", \"container\" and \"netns\"");
 	CHECK(errorOf<MigrationRequest>(R"({"selection":{"pid":-4},"targetAgent":"http://x","targetNetns":"b"})") ==
 	      "selection.pid: expected a process id > 0");
 	CHECK(errorOf<MigrationRequest>(R"({"selection":{"netns":"a","localPorts":[80,65536]},"targetAgent":"http://x","targetNetns":"b"})") ==
@@ -298,6 +298,137 @@ TEST_CASE("every validation class is refused with EINVAL and the field")
 	CHECK(errorOf<CommitRequest>(R"({"workloadState":"abc"})").rfind("workloadState: ", 0) == 0);
 	CHECK(errorOf<CommitRequest>(R"({"workloadState":"ab=c"})").rfind("workloadState: ", 0) == 0);
 	CHECK(fromJson<CommitRequest>("{}").ok());
+}
+
+TEST_CASE("a container selection and a container handoff round-trip")
+{
+	MigrationRequest mr;
+	mr.selection.container = ContainerSelection{"web", container::Runtime::Podman, ContainerSelection::Freeze::Pause,
+						    "web-b"};
+	mr.targetAgent = "http://198.51.100.2:7411";
+	mr.targetNetns = "ferry-b";
+	std::string json = toJson(mr);
+	CHECK(json.find(R"("selection":{"container":{"id":"web","runtime":"podman","freeze":"pause","destinationName":"web-b"})") !=
+	      std::string::npos);
+	auto back = fromJson<MigrationRequest>(json);
+	REQUIRE_MESSAGE(back.ok(), back.error().what);
+	REQUIRE(back->selection.container.has_value());
+	CHECK_FALSE(back->selection.pid.has_value());
+	CHECK(back->selection.netns.empty());
+	CHECK(back->selection.container->id == "web");
+	CHECK((back->selection.container->runtime == container::Runtime::Podman));
+	CHECK((back->selection.container->freeze == ContainerSelection::Freeze::Pause));
+	CHECK(back->selection.container->destinationName == "web-b");
+	CHECK(toJson(*back) == json);
+
+	// Defaults: no runtime (the agent looks), cgroup freezer, same name.
+	auto minimal = fromJson<MigrationRequest>(
+		R"({"selection":{"container":{"id":"3f2a9c"}},"targetAgent":"http://x","targetNetns":"b"})");
+	REQUIRE_MESSAGE(minimal.ok(), minimal.error().what);
+	CHECK_FALSE(minimal->selection.container->runtime.has_value());
+	CHECK((minimal->selection.container->freeze == ContainerSelection::Freeze::Cgroup));
+	CHECK(minimal->selection.container->destinationName.empty());
+	CHECK(toJson(*minimal).find(R"("container":{"id":"3f2a9c","freeze":"cgroup","destinationName":""})") !=
+	      std::string::npos);
+
+	PrepareRequest pr = samplePrepare();
+	pr.handoff.execArgv.clear();
+	container::ContainerSpec spec;
+	spec.runtime = container::Runtime::Podman;
+	spec.name = "web";
+	spec.image = "localhost/demo:1";
+	spec.command = {"/srv/demo", "--rate", "256k"};
+	spec.environment = {"PATH=/usr/bin", "EMPTY="};
+	spec.mounts = {{"/var/lib/ferry", "/run/ferry-agent", false}, {"/usr", "/usr", true}};
+	spec.workingDirectory = "/srv";
+	spec.user = "0:0";
+	spec.annotations = {{"io.ferry.migratable", "true"}};
+	pr.handoff.container = spec;
+	std::string prJson = toJson(pr);
+	auto pr2 = fromJson<PrepareRequest>(prJson);
+	REQUIRE_MESSAGE(pr2.ok(), pr2.error().what);
+	REQUIRE(pr2->handoff.container.has_value());
+	const container::ContainerSpec &got = *pr2->handoff.container;
+	CHECK((got.runtime == container::Runtime::Podman));
+	CHECK(got.name == "web");
+	CHECK(got.image == "localhost/demo:1");
+	CHECK(got.command == spec.command);
+	CHECK(got.environment == spec.environment);
+	REQUIRE(got.mounts.size() == 2);
+	CHECK(got.mounts[0].source == "/var/lib/ferry");
+	CHECK(got.mounts[0].destination == "/run/ferry-agent");
+	CHECK_FALSE(got.mounts[0].readOnly);
+	CHECK(got.mounts[1].readOnly);
+	CHECK(got.workingDirectory == "/srv");
+	CHECK(got.user == "0:0");
+	CHECK(got.annotations == spec.annotations);
+	CHECK(pr2->handoff.environment == pr.handoff.environment);
+	CHECK(toJson(*pr2) == prJson);
+
+	// Without a container the handoff reads as it always did.
+	CHECK(toJson(samplePrepare()).find("\"container\"") == std::string::npos);
+	auto plain = fromJson<PrepareRequest>(toJson(samplePrepare()));
+	REQUIRE(plain.ok());
+	CHECK_FALSE(plain->handoff.container.has_value());
+}
+
+TEST_CASE("container fields are validated strictly")
+{
+	auto request = [](const std::string &container) {
+		return R"({"selection":{"container":)" + container + R"(},"targetAgent":"http://x","targetNetns":"b"})";
+	};
+	CHECK(errorOf<MigrationRequest>(request(R"({})")) == "selection.container.id: missing field");
+	CHECK(errorOf<MigrationRequest>(request(R"({"id":""})")).rfind("selection.container.id: expected 1..128", 0) == 0);
+	CHECK(errorOf<MigrationRequest>(request(R"({"id":"-rf"})")).rfind("selection.container.id: expected", 0) == 0);
+	CHECK(errorOf<MigrationRequest>(request(R"({"id":"a/b"})")).rfind("selection.container.id: expected", 0) == 0);
+	CHECK(errorOf<MigrationRequest>(request(R"({"id":"web","runtime":"docker"})")) ==
+	      "selection.container.runtime: unknown runtime 'docker' (expected runc or podman)");
+	CHECK(errorOf<MigrationRequest>(request(R"({"id":"web","freeze":"stop"})")) ==
+	      "selection.container.freeze: unknown freeze 'stop' (expected cgroup or pause)");
+	CHECK(errorOf<MigrationRequest>(request(R"({"id":"web","freeze":true})")) == "selection.container.freeze: expected string");
+	CHECK(errorOf<MigrationRequest>(request(R"({"id":"web","destinationName":"../x"})"))
+		      .rfind("selection.container.destinationName: expected", 0) == 0);
+	CHECK(errorOf<MigrationRequest>(request(R"({"id":"web","destination_name":"x"})")) ==
+	      "selection.container.destination_name: unknown field");
+	CHECK(errorOf<MigrationRequest>(
+		      R"({"selection":{"pid":4,"container":{"id":"web"}},"targetAgent":"http://x","targetNetns":"b"})") ==
+	      "selection: give exactly one of \"pid\", \"container\" and \"netns\"");
+	CHECK(errorOf<MigrationRequest>(
+		      R"({"selection":{"netns":"a","container":{"id":"web"}},"targetAgent":"http://x","targetNetns":"b"})") ==
+	      "selection: give exactly one of \"pid\", \"container\" and \"netns\"");
+
+	auto handoff = [](const std::string &h) {
+		return R"({"selection":{"container":{"id":"web"}},"targetAgent":"http://x","targetNetns":"b","handoff":)" + h + "}";
+	};
+	CHECK(fromJson<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"/b"}})")).ok());
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"execArgv":["x"],"container":{"runtime":"runc","name":"web","bundle":"/b"}})")) ==
+	      "handoff: give \"execArgv\" or \"container\", not both");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"name":"web","bundle":"/b"}})")) ==
+	      "handoff.container.runtime: missing field");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"lxc","name":"web"}})")) ==
+	      "handoff.container.runtime: unknown runtime 'lxc' (expected runc or podman)");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web"}})")) ==
+	      "handoff.container.bundle: a runc container needs its bundle as an absolute path");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"rel"}})")) ==
+	      "handoff.container.bundle: a runc container needs its bundle as an absolute path");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"podman","name":"web"}})")) ==
+	      "handoff.container.image: a podman container needs its image");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"--root","bundle":"/b"}})"))
+		      .rfind("handoff.container.name: expected", 0) == 0);
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"/b","environment":["NOEQUALS"]}})")) ==
+	      "handoff.container.environment[0]: expected KEY=VALUE");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"/b","environment":["=v"]}})")) ==
+	      "handoff.container.environment[0]: expected KEY=VALUE");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"/b","mounts":[{"source":"x","destination":"/y"}]}})")) ==
+	      "handoff.container.mounts[0].source: expected an absolute path");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"/b","mounts":[{"source":"/x"}]}})")) ==
+	      "handoff.container.mounts[0].destination: missing field");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"/b","mounts":[{"source":"/x","destination":"/y","readOnly":"yes"}]}})")) ==
+	      "handoff.container.mounts[0].readOnly: expected true or false");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"/b","annotations":{"a":1}}})")) ==
+	      "handoff.container.annotations.a: expected string");
+	CHECK(errorOf<MigrationRequest>(handoff(R"({"container":{"runtime":"runc","name":"web","bundle":"/b","ports":[]}})")) ==
+	      "handoff.container.ports: unknown field");
 }
 
 TEST_CASE("encoding never produces invalid JSON")

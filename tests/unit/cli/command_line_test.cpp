@@ -166,7 +166,8 @@ TEST_CASE("--help wins for every command, even when the rest is incomplete")
 	// Every migrate flag is documented in its usage.
 	std::string migrate = usage(Command::Migrate);
 	for (const char *flag : {"--pid", "--netns", "--port", "--to", "--from", "--target-netns", "--address", "--exec",
-				 "--env", "--lock-strategy", "--no-wait", "--no-listeners"})
+				 "--env", "--lock-strategy", "--no-wait", "--no-listeners", "--container", "--runtime",
+				 "--freeze", "--container-name"})
 		CHECK_MESSAGE(migrate.find(flag) != std::string::npos, flag);
 	CHECK(usage(Command::Abort).find("--reason") != std::string::npos);
 }
@@ -235,7 +236,7 @@ TEST_CASE("migrate: bad input names the flag")
 	parseFails(migrateArgs({"--port", "65536"}), "--port");
 	parseFails(migrateArgs({"--port", "80x"}), "--port");
 	parseFails(migrateArgs({"--port", "80", "--port", "80"}), "--port: 80 is given twice");
-	parseFails(migrateArgs({"--netns", "a"}), "--pid and --netns");
+	parseFails(migrateArgs({"--netns", "a"}), "--pid, --netns and --container each select connections");
 	parseFails({"migrate", "--to", "http://198.51.100.2:1", "--target-netns", "b"}, "which connections?");
 	parseFails({"migrate", "--netns", "a", "--to", "http://198.51.100.2:1", "--target-netns", "b"},
 		   "--netns needs at least one --port");
@@ -257,6 +258,65 @@ TEST_CASE("migrate: bad input names the flag")
 	parseFails(migrateArgs({"--no-wait=yes"}), "--no-wait takes no value");
 	parseFails(migrateArgs({"extra"}), "takes no argument");
 	parseFails(migrateArgs({"--target-netns", "c"}), "--target-netns is given twice");
+}
+
+TEST_CASE("migrate --container: the container flags land in the selection")
+{
+	auto line = parseOk({"migrate", "--container", "web", "--runtime", "podman", "--freeze", "pause",
+			     "--container-name", "web-b", "--to", "http://198.51.100.2:7411", "--target-netns",
+			     "ferry-b", "--address", "198.51.100.10/24@eth0", "--env", "MODE=migrated", "--port", "7000"});
+	const migration::MigrationRequest &r = line.migrate.request;
+	REQUIRE(r.selection.container.has_value());
+	CHECK_FALSE(r.selection.pid.has_value());
+	CHECK(r.selection.netns.empty());
+	CHECK(r.selection.container->id == "web");
+	REQUIRE(r.selection.container->runtime.has_value());
+	CHECK((*r.selection.container->runtime == container::Runtime::Podman));
+	CHECK((r.selection.container->freeze == migration::ContainerSelection::Freeze::Pause));
+	CHECK(r.selection.container->destinationName == "web-b");
+	CHECK(r.selection.localPorts == std::vector<uint16_t>{7000});
+	CHECK(r.handoff.execArgv.empty());
+	CHECK(r.handoff.environment.at("MODE") == "migrated");
+	REQUIRE(r.addresses.size() == 1);
+
+	// Defaults: the agent picks the runtime, the cgroup freezer, the same name.
+	auto plain = parseOk({"migrate", "--container=3f2a9c1b", "--to", "http://198.51.100.2:7411", "--target-netns",
+			      "self"});
+	REQUIRE(plain.migrate.request.selection.container.has_value());
+	CHECK(plain.migrate.request.selection.container->id == "3f2a9c1b");
+	CHECK_FALSE(plain.migrate.request.selection.container->runtime.has_value());
+	CHECK((plain.migrate.request.selection.container->freeze == migration::ContainerSelection::Freeze::Cgroup));
+	CHECK(plain.migrate.request.selection.container->destinationName.empty());
+	CHECK(parseOk({"migrate", "--container", "c", "--runtime", "runc", "--freeze", "cgroup", "--to", "http://x:1",
+		       "--target-netns", "b"})
+		      .migrate.request.selection.container->runtime == std::optional(container::Runtime::Runc));
+}
+
+TEST_CASE("migrate --container: bad input and conflicts name the flag")
+{
+	auto containerArgs = [](std::vector<std::string> extra) {
+		std::vector<std::string> args = {"migrate", "--container", "web", "--to", "http://198.51.100.2:7411",
+						 "--target-netns", "ferry-b"};
+		args.insert(args.end(), extra.begin(), extra.end());
+		return args;
+	};
+	parseFails(containerArgs({"--pid", "4"}), "--pid, --netns and --container each select connections; give one");
+	parseFails(containerArgs({"--netns", "a", "--port", "1"}), "each select connections");
+	parseFails(containerArgs({"--exec", "/bin/demo"}), "--exec starts a program on the destination, --container");
+	parseFails(containerArgs({"--container", "other"}), "--container is given twice");
+	parseFails(containerArgs({"--runtime", "docker"}), "--runtime: 'docker' is not a container runtime (runc or podman)");
+	parseFails(containerArgs({"--freeze", "sigstop"}), "--freeze: 'sigstop' is not a freeze method (cgroup or pause)");
+	parseFails(containerArgs({"--container-name", "a/b"}), "--container-name: 'a/b' is not a container name");
+	parseFails(containerArgs({"--container-name", "-x"}), "--container-name");
+	parseFails({"migrate", "--container", "", "--to", "http://x:1", "--target-netns", "b"},
+		   "--container: '' is not a container id or name");
+	parseFails({"migrate", "--container", "--rm", "--to", "http://x:1", "--target-netns", "b"}, "--container");
+	parseFails({"migrate", "--container", "web", "--target-netns", "b"}, "--to URL is required");
+	for (const char *flag : {"--runtime", "--freeze", "--container-name"}) {
+		CAPTURE(flag);
+		std::string value = std::string(flag) == "--runtime" ? "runc" : std::string(flag) == "--freeze" ? "pause" : "x";
+		parseFails(migrateArgs({flag, value}), "go with --container ID");
+	}
 }
 
 TEST_CASE("address specs: CIDR@SRCIF[:DSTIF]")
