@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -30,6 +31,12 @@ struct RuntimeOptions {
 	std::string podmanRoot;     // podman --root (image and container storage)
 	std::string podmanRunRoot;  // podman --runroot
 	std::vector<std::string> podmanExtraArgs; // appended to `podman run` (e.g. --ulimit ...)
+	// Global flags before every podman subcommand, after --root/--runroot:
+	// e.g. --tmpdir, --cgroup-manager cgroupfs, --events-backend file where
+	// the host has no systemd. They must be the same for every call on one
+	// storage (podman records some of them in its database).
+	std::vector<std::string> podmanGlobalArgs;
+	std::chrono::milliseconds timeout{30000}; // per runtime command (kRuntimeTimeout); SIGKILL past it
 };
 
 // A bind mount the container had, carried to the destination (podman).
