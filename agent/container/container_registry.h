@@ -7,15 +7,33 @@
 // registered.
 //
 // The registry is kept in memory and in `<stateDir>/containers.json`
-// (written atomically on each change), so an agent restart keeps it.
-// Entries whose init process has gone (pid plus start time no longer
-// match) are dropped when looked up or listed.
+// (written atomically on each change: a temporary file, fsync, rename,
+// fsync of the directory), so an agent restart keeps it. Entries whose
+// init process has gone (pid plus start time no longer match, or the
+// process is a zombie) are dropped when looked up or listed, and the file
+// is rewritten then.
 //
-// Thread-safe: every call takes the registry's mutex.
+// What is kept of a ContainerInfo: runtime, id, name, pid, status, bundle,
+// netns, cgroup and annotations. `spec` is not: it describes how to start
+// the container elsewhere and is asked of the runtime (inspectContainer)
+// when a migration needs it, so entries come back with an empty spec.
+//
+// The start time ties an entry to one process: a pid that the kernel hands
+// to another process after the container died must not make that process
+// migratable. It is read at add() from /proc/<pid>/stat (field 22, clock
+// ticks since boot) and stored in the file; entries survive an agent
+// restart but not a reboot (the start times no longer match).
+//
+// Thread-safe: every call takes the registry's mutex. A failure to write
+// the file fails add() and remove() (the memory copy is then left as it
+// was); failing to rewrite it after dropping dead entries is only logged.
 #pragma once
+
+#include <sys/types.h>
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,21 +47,50 @@ struct RegisteredContainer {
 	unsigned long long startTime = 0; // /proc/<pid>/stat field 22, taken at registration
 };
 
+// The start time (clock ticks after boot) of `pid`, from /proc/<pid>/stat.
+// nullopt when the process does not exist or is a zombie: a container
+// whose init is a zombie has ended.
+std::optional<unsigned long long> processStartTime(pid_t pid);
+
 class ContainerRegistry {
 public:
 	// Loads `path` if it exists (a missing file is an empty registry; a
-	// corrupt one is logged and set aside as <path>.corrupt).
+	// corrupt one is logged and set aside as <path>.corrupt). Fails only
+	// when the file exists but cannot be read, or cannot be set aside.
 	static Result<std::unique_ptr<ContainerRegistry>> open(std::string path);
 
+	ContainerRegistry(const ContainerRegistry &) = delete;
+	ContainerRegistry &operator=(const ContainerRegistry &) = delete;
+
 	// Adds or replaces the entry for info.id. EINVAL when the id is empty
-	// or the pid is not alive.
+	// or the pid is not alive; EIO (or the write's errno) when the file
+	// cannot be written.
 	Status add(const ContainerInfo &info);
 	// ENOENT when not registered.
 	Status remove(const std::string &id);
-	// By id, name, or a unique prefix of an id (at least 4 characters).
-	// ENOENT when none matches, EINVAL when a prefix matches several.
+	// By id, name, or a unique prefix of an id (at least 4 characters), in
+	// that order of precedence. ENOENT when none matches, EINVAL when a
+	// name or a prefix matches several.
 	Result<ContainerInfo> find(const std::string &idOrName) const;
+	// The live entries, ordered by id.
 	std::vector<ContainerInfo> list() const;
+
+	const std::string &path() const { return path_; }
+
+	// Shortest prefix `find` accepts.
+	static constexpr size_t kMinPrefix = 4;
+
+private:
+	explicit ContainerRegistry(std::string path) : path_(std::move(path)) {}
+
+	// Both with mutex_ held.
+	void dropDeadLocked() const;
+	Status persistLocked(const std::vector<RegisteredContainer> &entries) const;
+
+	const std::string path_;
+	mutable std::mutex mutex_;
+	// Sorted by id. Mutable: lookups drop dead entries as they find them.
+	mutable std::vector<RegisteredContainer> entries_;
 };
 
 } // namespace ferry::container
