@@ -13,6 +13,7 @@
 #include <new>
 
 #include "base/log.h"
+#include "container_schemas.h"
 #include "prometheus.h"
 #include "routes.h"
 #include "schemas.h"
@@ -136,8 +137,9 @@ struct EventStream {
 
 } // namespace
 
-ApiServer::ApiServer(migration::MigrationService &service, AgentConfig config, std::string token)
-	: service_(service), config_(std::move(config)), token_(std::move(token))
+ApiServer::ApiServer(migration::MigrationService &service, AgentConfig config, std::string token,
+		     container::ContainerRegistry *containers)
+	: service_(service), containers_(containers), config_(std::move(config)), token_(std::move(token))
 {
 }
 
@@ -146,14 +148,15 @@ ApiServer::~ApiServer()
 	stop();
 }
 
-Result<std::unique_ptr<ApiServer>> ApiServer::create(migration::MigrationService &service, const AgentConfig &config)
+Result<std::unique_ptr<ApiServer>> ApiServer::create(migration::MigrationService &service, const AgentConfig &config,
+						     container::ContainerRegistry *containers)
 {
 	FERRY_TRY(validateAgentConfig(config));
 	std::string token;
 	if (!config.tokenFile.empty()) {
 		FERRY_TRY_ASSIGN(token, readTokenFile(config.tokenFile));
 	}
-	std::unique_ptr<ApiServer> server(new ApiServer(service, config, std::move(token)));
+	std::unique_ptr<ApiServer> server(new ApiServer(service, config, std::move(token), containers));
 	FERRY_TRY(server->setUp());
 	return server;
 }
@@ -430,6 +433,37 @@ void ApiServer::dispatch(const Request &req, Response &res, const ContentReader 
 	case RouteId::CommitIncoming:
 		commitIncoming(match.id, req, res, reader);
 		return;
+	case RouteId::RegisterContainer:
+	case RouteId::ListContainers:
+	case RouteId::ContainerStatus:
+	case RouteId::DeregisterContainer:
+		break;
+	}
+
+	if (!containers_) {
+		drain(req, reader);
+		return respondError(res, makeError("this agent keeps no container registry", ENOTSUP), 501);
+	}
+	switch (match.route) {
+	case RouteId::RegisterContainer:
+		registerContainer(req, res, reader);
+		return;
+	case RouteId::ListContainers:
+		respondJson(res, 200, containerListJson(containers_->list()));
+		return;
+	case RouteId::ContainerStatus: {
+		auto found = containers_->find(match.id);
+		if (!found)
+			respondError(res, found.error());
+		else
+			respondJson(res, 200, containerJson(*found));
+		return;
+	}
+	case RouteId::DeregisterContainer:
+		deregisterContainer(match.id, res);
+		return;
+	default:
+		return;
 	}
 }
 
@@ -678,6 +712,31 @@ void ApiServer::commitIncoming(const std::string &id, const Request &req, Respon
 		return respondError(res, committed.error());
 	auto status = service_.status(id);
 	respondJson(res, 200, status ? toJson(*status) : std::string("{}"));
+}
+
+void ApiServer::registerContainer(const Request &req, Response &res, const ContentReader *reader)
+{
+	auto body = readJsonBody(req, reader);
+	if (!body)
+		return respondBodyError(res, body.error());
+	auto info = parseContainerRegistration(*body);
+	if (!info)
+		return respondError(res, info.error(), 400);
+	Status added = containers_->add(*info);
+	if (!added.ok())
+		return respondError(res, added.error());
+	res.set_header("Location", "/v1/containers/" + info->id);
+	respondJson(res, 201, containerJson(*info));
+}
+
+void ApiServer::deregisterContainer(const std::string &id, Response &res)
+{
+	// Only the exact id: a prefix or a name must never remove another
+	// container than the one the hook saw stop.
+	Status removed = containers_->remove(id);
+	if (!removed.ok())
+		return respondError(res, removed.error());
+	res.status = 204;
 }
 
 } // namespace ferry::api

@@ -4,14 +4,16 @@
 // JSON (schemas.h); it never touches a socket of a migration. Ownership and
 // order:
 //
-//   auto server = ApiServer::create(engine, config);   // reads the token,
-//                                                       // loads TLS material
+//   auto server = ApiServer::create(engine, config, registry); // reads the
+//                                                       // token, loads TLS material
 //   FERRY_TRY((*server)->start());                      // binds, serves
 //   ... (*server)->port() ...
 //   (*server)->stop();                                  // or the destructor
 //
-// `service` is borrowed and must outlive the server. Handlers run on the
-// server's own worker threads and call `service` concurrently.
+// `service` and `containers` are borrowed and must outlive the server.
+// Handlers run on the server's own worker threads and call them
+// concurrently. Without a registry (containers == nullptr) the container
+// routes answer 501.
 //
 // Access (every route, /v1/info and /metrics included):
 //   - a bearer token, when token_file is set: "Authorization: Bearer <t>",
@@ -20,7 +22,9 @@
 //     TLS handshake, and 401 should a handshake ever pass without one;
 //   - neither: only with insecure_plain_http, and a warning at start.
 // A PrepareRequest that reaches outside the allowlist gets 403 with the
-// reason, before the engine sees it.
+// reason, before the engine sees it. The container routes (POST, GET,
+// DELETE /v1/containers) take the same credentials: the OCI hook sends
+// the token like any client.
 //
 // No input crashes the agent: every handler catches everything, bodies are
 // read with a size limit as they arrive, JSON is validated strictly (400
@@ -36,6 +40,7 @@
 
 #include "agent_config.h"
 #include "base/error.h"
+#include "container/container_registry.h"
 #include "migration/migration_service.h"
 #include "routes.h"
 
@@ -52,7 +57,8 @@ class ApiServer {
 public:
 	// Fails when the token file cannot be read, the TLS certificate, key
 	// or CA do not load, or the config is invalid (validateAgentConfig).
-	static Result<std::unique_ptr<ApiServer>> create(migration::MigrationService &service, const AgentConfig &config);
+	static Result<std::unique_ptr<ApiServer>> create(migration::MigrationService &service, const AgentConfig &config,
+							 container::ContainerRegistry *containers = nullptr);
 
 	~ApiServer();
 	ApiServer(const ApiServer &) = delete;
@@ -70,7 +76,8 @@ public:
 	const AgentConfig &config() const { return config_; }
 
 private:
-	ApiServer(migration::MigrationService &service, AgentConfig config, std::string token);
+	ApiServer(migration::MigrationService &service, AgentConfig config, std::string token,
+		  container::ContainerRegistry *containers);
 	Status setUp();
 
 	void handle(const httplib::Request &req, httplib::Response &res, const httplib::ContentReader *reader);
@@ -91,8 +98,12 @@ private:
 			  const httplib::ContentReader *reader);
 	void commitIncoming(const std::string &id, const httplib::Request &req, httplib::Response &res,
 			    const httplib::ContentReader *reader);
+	// The container registry's routes; `containers_` is set.
+	void registerContainer(const httplib::Request &req, httplib::Response &res, const httplib::ContentReader *reader);
+	void deregisterContainer(const std::string &id, httplib::Response &res);
 
 	migration::MigrationService &service_;
+	container::ContainerRegistry *const containers_; // borrowed; may be null
 	const AgentConfig config_;
 	const std::string token_; // empty: no token required
 	std::unique_ptr<httplib::Server> server_;

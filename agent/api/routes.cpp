@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "container_schemas.h"
 #include "schemas.h"
 
 namespace ferry::api {
@@ -25,7 +26,16 @@ constexpr RouteSpec kRoutes[] = {
 	{"POST", "/v1/incoming", RouteId::PrepareIncoming},
 	{"PUT", "/v1/incoming/{id}/image", RouteId::ReceiveImage},
 	{"POST", "/v1/incoming/{id}/commit", RouteId::CommitIncoming},
+	{"POST", "/v1/containers", RouteId::RegisterContainer},
+	{"GET", "/v1/containers", RouteId::ListContainers},
+	{"GET", "/v1/containers/{id}", RouteId::ContainerStatus},
+	{"DELETE", "/v1/containers/{id}", RouteId::DeregisterContainer},
 };
+
+bool isContainerRoute(RouteId route)
+{
+	return route == RouteId::ContainerStatus || route == RouteId::DeregisterContainer;
+}
 
 std::vector<std::string_view> segments(std::string_view path)
 {
@@ -83,7 +93,15 @@ RouteMatch matchRoute(std::string_view method, std::string_view path)
 		result.route = spec.route;
 		result.id = std::string(id);
 		result.allow.clear();
-		if (!id.empty() && !isValidMigrationId(id)) {
+		if (!id.empty() && isContainerRoute(spec.route)) {
+			if (!isValidContainerId(id)) {
+				result.status = 400;
+				result.why = "container id or name in the path: expected 1.." +
+					     std::to_string(kMaxContainerIdLength) +
+					     " characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit";
+				return result;
+			}
+		} else if (!id.empty() && !isValidMigrationId(id)) {
 			result.status = 400;
 			result.why = "migration id in the path: expected 1.." + std::to_string(kMaxIdLength) +
 				     " characters of A-Z a-z 0-9 . _ -";
@@ -98,7 +116,7 @@ RouteMatch matchRoute(std::string_view method, std::string_view path)
 bool takesJsonBody(RouteId route)
 {
 	return route == RouteId::StartMigration || route == RouteId::AbortMigration || route == RouteId::PrepareIncoming ||
-	       route == RouteId::CommitIncoming;
+	       route == RouteId::CommitIncoming || route == RouteId::RegisterContainer;
 }
 
 int httpStatusFor(const Error &error)

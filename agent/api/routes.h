@@ -23,11 +23,17 @@ enum class RouteId {
 	PrepareIncoming, // POST /v1/incoming
 	ReceiveImage,    // PUT  /v1/incoming/{id}/image
 	CommitIncoming,  // POST /v1/incoming/{id}/commit
+	// The container registry (issue 5), filled by ferry-oci-hook.
+	RegisterContainer,   // POST   /v1/containers
+	ListContainers,      // GET    /v1/containers
+	ContainerStatus,     // GET    /v1/containers/{id}  (id, name or unique id prefix)
+	DeregisterContainer, // DELETE /v1/containers/{id}  (the exact id)
 };
 
 struct RouteMatch {
 	// 0 when the route matched; else 404 (no such path), 405 (the path
-	// exists for other methods, listed in `allow`) or 400 (a malformed id).
+	// exists for other methods, listed in `allow`) or 400 (a malformed id:
+	// a migration id, or a container id or name on the container routes).
 	int status = 0;
 	RouteId route = RouteId::Info;
 	std::string id;    // the {id} segment, when the route has one
