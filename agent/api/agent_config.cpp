@@ -62,6 +62,24 @@ Result<Cidr> parseRange(std::string_view text, std::string_view name)
 	return *cidr;
 }
 
+// A runtime binary: a name looked up in PATH or a path; never empty (the
+// runtime's default is the field's default, not "").
+Status checkBinary(std::string_view value, std::string_view name)
+{
+	if (value.empty())
+		return fieldError(name, "must not be empty (leave the field out for the default)");
+	return {};
+}
+
+// A runtime state root: empty (the runtime's own default) or absolute, so
+// that it means the same whatever ferryd's working directory.
+Status checkRoot(std::string_view value, std::string_view name)
+{
+	if (!value.empty() && value.front() != '/')
+		return fieldError(name, "expected an absolute path, got '" + std::string(value) + "'");
+	return {};
+}
+
 // ---------------------------------------------------------------------------
 // The JSON file
 
@@ -74,7 +92,8 @@ public:
 	Status top(const Value &v)
 	{
 		FERRY_TRY(object(v, "", {"listen", "state_dir", "tls", "token_file", "allow", "limits",
-					 "insecure_plain_http", "log", "advertise_url", "handoff_socket", "lock_strategy"}));
+					 "insecure_plain_http", "log", "advertise_url", "handoff_socket", "lock_strategy",
+					 "runtimes"}));
 		for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
 			std::string name(it->name.GetString(), it->name.GetStringLength());
 			const Value &f = it->value;
@@ -105,6 +124,8 @@ public:
 				FERRY_TRY_ASSIGN(c_.handoffSocket, string(f, name));
 			} else if (name == "lock_strategy") {
 				FERRY_TRY_ASSIGN(c_.lockStrategy, string(f, name));
+			} else if (name == "runtimes") {
+				FERRY_TRY(runtimes(f));
 			}
 		}
 		return {};
@@ -207,6 +228,31 @@ private:
 				c_.limits.commitTimeout = std::chrono::milliseconds(ms);
 			} else {
 				FERRY_TRY_ASSIGN(c_.limits.maxRequestBodyBytes, unsignedField(it->value, full, 1024, UINT64_MAX));
+			}
+		}
+		return {};
+	}
+
+	Status runtimes(const Value &v)
+	{
+		FERRY_TRY(object(v, "runtimes", {"runc_binary", "runc_root", "podman_binary", "podman_root",
+						 "podman_runroot", "podman_run_args"}));
+		container::RuntimeOptions &r = c_.runtimes;
+		for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+			std::string name(it->name.GetString(), it->name.GetStringLength());
+			std::string full = "runtimes." + name;
+			if (name == "podman_run_args") {
+				FERRY_TRY_ASSIGN(r.podmanExtraArgs, strings(it->value, full));
+				continue;
+			}
+			FERRY_TRY_ASSIGN(std::string s, string(it->value, full));
+			if (name == "runc_binary" || name == "podman_binary") {
+				FERRY_TRY(checkBinary(s, full));
+				(name == "runc_binary" ? r.runcBinary : r.podmanBinary) = std::move(s);
+			} else {
+				FERRY_TRY(checkRoot(s, full));
+				(name == "runc_root" ? r.runcRoot : name == "podman_root" ? r.podmanRoot : r.podmanRunRoot) =
+					std::move(s);
 			}
 		}
 		return {};
@@ -325,6 +371,43 @@ const std::vector<Flag> &flags()
 		{"lock-strategy", "NAME", "flow lock: drop-both-ways or drop-inbound (drop-both-ways)",
 		 [](AgentConfig &c, std::string_view v, bool) -> Status {
 			 c.lockStrategy = v;
+			 return {};
+		 }},
+		{"runc-binary", "PATH", "runc to run for container migrations (runc)",
+		 [](AgentConfig &c, std::string_view v, bool) -> Status {
+			 FERRY_TRY(checkBinary(v, "--runc-binary"));
+			 c.runtimes.runcBinary = v;
+			 return {};
+		 }},
+		{"runc-root", "DIR", "runc --root: its state directory (runc's default)",
+		 [](AgentConfig &c, std::string_view v, bool) -> Status {
+			 FERRY_TRY(checkRoot(v, "--runc-root"));
+			 c.runtimes.runcRoot = v;
+			 return {};
+		 }},
+		{"podman-binary", "PATH", "podman to run for container migrations (podman)",
+		 [](AgentConfig &c, std::string_view v, bool) -> Status {
+			 FERRY_TRY(checkBinary(v, "--podman-binary"));
+			 c.runtimes.podmanBinary = v;
+			 return {};
+		 }},
+		{"podman-root", "DIR", "podman --root: image and container storage (podman's default)",
+		 [](AgentConfig &c, std::string_view v, bool) -> Status {
+			 FERRY_TRY(checkRoot(v, "--podman-root"));
+			 c.runtimes.podmanRoot = v;
+			 return {};
+		 }},
+		{"podman-runroot", "DIR", "podman --runroot: its run state (podman's default)",
+		 [](AgentConfig &c, std::string_view v, bool) -> Status {
+			 FERRY_TRY(checkRoot(v, "--podman-runroot"));
+			 c.runtimes.podmanRunRoot = v;
+			 return {};
+		 }},
+		{"podman-run-arg", "ARG", "one argument appended to `podman run` (repeatable; replaces the file's list)",
+		 [](AgentConfig &c, std::string_view v, bool first) -> Status {
+			 if (first)
+				 c.runtimes.podmanExtraArgs.clear();
+			 c.runtimes.podmanExtraArgs.emplace_back(v);
 			 return {};
 		 }},
 	};

@@ -23,6 +23,7 @@
 #include "allowlist.h"
 #include "base/error.h"
 #include "base/flow.h"
+#include "container/container.h"
 
 namespace ferry::api {
 
@@ -47,6 +48,9 @@ struct AgentConfig {
 	std::string handoffSocket;          // workload handoff socket; "" = <state_dir>/handoff.sock
 	std::string lockStrategy = "drop-both-ways"; // netlock strategy name (ferryd checks it)
 	std::string log = "info";           // level spec, as FERRY_LOG takes it
+	// How ferryd calls runc and podman for container migrations (the
+	// "runtimes" object): binaries, state roots, extra `podman run` args.
+	container::RuntimeOptions runtimes;
 
 	bool tlsEnabled() const { return !tlsCert.empty(); }
 	bool mutualTls() const { return !clientCa.empty(); }
