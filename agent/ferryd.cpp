@@ -1,8 +1,9 @@
 // ferryd: the ferry agent, one per host.
 //
 // Wires the components together: configuration (agent/api), the workload
-// handoff socket and the migration engine (agent/migration), the peer
-// client (agent/api over transport/), and the HTTP API. The engine recovers
+// handoff socket and the migration engine (agent/migration), the container
+// registry the OCI hook fills (agent/container), the peer client (agent/api
+// over transport/), and the HTTP API. The engine recovers
 // migrations left in flight by a previous run before the API serves.
 //
 // Exit codes: 0 after SIGTERM/SIGINT, 1 when start-up fails, 2 for a bad
@@ -20,6 +21,7 @@
 #include "api/api_server.h"
 #include "base/failpoint.h"
 #include "base/log.h"
+#include "container/container_registry.h"
 #include "migration/migration_engine.h"
 #include "migration/workload_handoff.h"
 #include "netlock/flow_lock.h"
@@ -115,6 +117,13 @@ int main(int argc, char **argv)
 	if (!credentials.ok())
 		return fail(credentials.error(), "credentials");
 
+	// Opened before the engine: a migration of a registered container may
+	// be recovered from the journal as soon as the engine starts.
+	std::string registryPath = config.stateDir + "/containers.json";
+	auto containers = container::ContainerRegistry::open(registryPath);
+	if (!containers.ok())
+		return fail(containers.error(), "container registry");
+
 	migration::EngineOptions options;
 	options.policy = policyFrom(config);
 	options.policy.lockStrategy = *strategy;
@@ -123,11 +132,13 @@ int main(int argc, char **argv)
 	options.peers = api::makeHttpPeerFactory(*credentials);
 	options.handoff = handoff->get();
 	options.sweepNetns = config.allow.netns;
+	options.runtimes = config.runtimes;
+	options.containers = containers->get();
 	auto engine = migration::MigrationEngine::create(std::move(options));
 	if (!engine.ok())
 		return fail(engine.error(), "migration engine");
 
-	auto server = api::ApiServer::create(**engine, config);
+	auto server = api::ApiServer::create(**engine, config, containers->get());
 	if (!server.ok())
 		return fail(server.error(), "HTTP API");
 	Status started = (*server)->start();
@@ -138,7 +149,7 @@ int main(int argc, char **argv)
 		FERRY_LOG(logAgent, Warn) << "FERRY_FAILPOINTS is set: this agent fails on purpose (tests only)";
 	std::string url = listenUrl(config, (*server)->port());
 	FERRY_LOG(logAgent, Info) << "ferryd ready" << kv("url", url) << kv("state", config.stateDir)
-				  << kv("handoff", handoffPath);
+				  << kv("handoff", handoffPath) << kv("containers", registryPath);
 	// One line on stdout, for scripts that start ferryd on port 0.
 	std::printf("ferryd listening on %s\n", url.c_str());
 	std::fflush(stdout);
@@ -149,6 +160,7 @@ int main(int argc, char **argv)
 	(*server)->stop();
 	server->reset();
 	engine->reset();
+	containers->reset();
 	handoff->reset();
 	return 0;
 }
