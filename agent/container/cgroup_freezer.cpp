@@ -18,10 +18,12 @@ namespace {
 
 FERRY_LOG_CATEGORY(logFreezer, "container")
 
-// Between two looks at a freezing cgroup: short, because every
-// millisecond here is blackout, and growing, because a cgroup that is not
-// frozen after a few polls waits for a task to wake from a sleep.
-constexpr std::chrono::microseconds kFirstPoll{200};
+// Between two looks at a freezing v1 cgroup (v2 is woken by the kernel):
+// short at first, because every millisecond here is blackout and most
+// freezes end within a scheduler tick or two; then growing, because a
+// cgroup that is still not frozen waits for a task to wake from a sleep.
+constexpr std::chrono::microseconds kFirstPoll{100};
+constexpr int kShortPolls = 30;
 constexpr std::chrono::microseconds kLongestPoll{10000};
 
 bool exists(const std::string &path)
@@ -150,28 +152,43 @@ std::string directoryOf(const CgroupMount &mount, const std::string &path)
 
 Status waitFrozen(const std::string &dir, bool v2, std::chrono::steady_clock::time_point deadline)
 {
-	// v2 announces a change of cgroup.events with POLLPRI; v1 has no
-	// notification, so it is polled with growing sleeps.
+	// v2 announces a change of cgroup.events with POLLPRI on an fd that
+	// has read the file (kernfs compares the event count at the last
+	// read), so the file is read and polled through one fd. v1 has no
+	// notification: it is polled with growing sleeps.
 	UniqueFd events;
-	if (v2)
+	if (v2) {
 		events.reset(::open((dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC));
+		if (!events)
+			return errnoError("cannot open").at("file", dir + "/cgroup.events");
+	}
 	std::chrono::microseconds pause = kFirstPoll;
-	for (;;) {
-		FERRY_TRY_ASSIGN(bool frozen, isFrozen(dir));
+	for (int polls = 0;; polls++) {
+		bool frozen = false;
+		if (v2) {
+			char buffer[256];
+			ssize_t n = ::pread(events.get(), buffer, sizeof(buffer) - 1, 0);
+			if (n < 0)
+				return errnoError("cannot read").at("file", dir + "/cgroup.events");
+			frozen = eventsSayFrozen(std::string_view(buffer, static_cast<size_t>(n)));
+		} else {
+			FERRY_TRY_ASSIGN(frozen, isFrozen(dir));
+		}
 		if (frozen)
 			return {};
 		auto now = std::chrono::steady_clock::now();
 		if (now >= deadline)
 			return makeError("the cgroup did not freeze in time", ETIMEDOUT).at("cgroup", dir);
-		auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now);
-		auto wait = std::min(pause, left);
-		if (events) {
+		auto wait = std::min(pause, std::chrono::duration_cast<std::chrono::microseconds>(deadline - now));
+		if (v2) {
+			// The notification wakes us; the timeout only bounds a missed one.
 			pollfd p{events.get(), POLLPRI, 0};
 			::poll(&p, 1, static_cast<int>(std::max<long long>(1, wait.count() / 1000)));
 		} else {
 			std::this_thread::sleep_for(wait);
 		}
-		pause = std::min(pause * 2, kLongestPoll);
+		if (polls >= kShortPolls)
+			pause = std::min(pause * 2, kLongestPoll);
 	}
 }
 
