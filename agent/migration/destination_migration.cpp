@@ -1,9 +1,15 @@
 #include "destination_migration.h"
 
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
@@ -11,6 +17,7 @@
 #include "base/failpoint.h"
 #include "base/log.h"
 #include "base/netns.h"
+#include "container/container_runtime.h"
 #include "migration/phase_timer.h"
 #include "migration/workload_launcher.h"
 #include "netlink/address_switch.h"
@@ -34,6 +41,13 @@ constexpr const char *kAddingAddresses = "adding_addresses";
 constexpr const char *kCommitting = "committing";
 constexpr const char *kCommitted = "committed";
 constexpr const char *kAborted = "aborted";
+// Announced before the runtime creates the container, so that abort and
+// recovery destroy it: fields runtime, name, directory.
+constexpr const char *kContainerCreated = "container_created";
+
+// The variables through which a started workload finds its sockets: the
+// user's --env may not set them (docs/workloads.md).
+constexpr std::string_view kReservedVariables[] = {"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "FERRY_MANIFEST"};
 
 // Allowlist entries are shell patterns ("ferry-*"), as the API matches
 // them (agent/api/allowlist.h): the engine checks again with the same rule.
@@ -99,6 +113,53 @@ bool needsLocalAddress(const repair::ConnectionSnapshot &snap)
 	return plan.connected && (plan.peerFin || plan.ourFinAcked || plan.reset || snap.state == repair::TcpState::Close);
 }
 
+// A path the runtime can join for an openNetns() spec: runc and podman take
+// a namespace file, and run in processes of their own, so "self" and
+// "pid:N" become /proc paths and a bare name its /run/netns entry.
+Result<std::string> netnsPathFor(std::string_view spec)
+{
+	if (spec.empty() || spec == "self")
+		return "/proc/" + std::to_string(::getpid()) + "/ns/net";
+	if (spec.rfind("pid:", 0) == 0)
+		return "/proc/" + std::string(spec.substr(4)) + "/ns/net";
+	if (spec.front() == '/')
+		return std::string(spec);
+	if (spec.find('/') != std::string_view::npos || spec == "." || spec == "..")
+		return makeError("target netns '" + std::string(spec) + "' is neither a name nor an absolute path", EINVAL);
+	return "/run/netns/" + std::string(spec);
+}
+
+// Writes `text` over the file's content, keeping its inode: the file is
+// bind-mounted into a container created before its final content was
+// known, and a rename would leave the mount on the old inode.
+Status writeInPlace(const std::string &path, std::string_view text)
+{
+	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+	if (!fd)
+		return errnoError("cannot write " + path);
+	// The container's user may not be root: the file must be readable by
+	// it, and the directory above (0700) keeps everyone else out.
+	if (::fchmod(fd.get(), 0644) < 0)
+		return errnoError("cannot chmod " + path);
+	while (!text.empty()) {
+		ssize_t n = ::write(fd.get(), text.data(), text.size());
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errnoError("cannot write " + path);
+		text.remove_prefix(static_cast<size_t>(n));
+	}
+	return {};
+}
+
+void removeDirectory(const std::string &dir)
+{
+	if (dir.empty())
+		return;
+	std::error_code ignored;
+	std::filesystem::remove_all(dir, ignored);
+}
+
 } // namespace
 
 Status checkPolicy(const EnginePolicy &policy, const PrepareRequest &request)
@@ -147,6 +208,12 @@ struct DestinationMigration::State {
 	// record is checked against it (a scan per record would make 10,000
 	// connections cost 10^8 comparisons).
 	std::unordered_set<std::string> announced;
+	// A container handoff (request.handoff.container): where its runtime
+	// joins the target netns, its directory (manifest, runtime work dir),
+	// and the container once created.
+	std::string containerNetnsPath;
+	std::string containerDirectory;
+	std::unique_ptr<container::CreatedContainer> created;
 	bool ended = false;
 	PhaseTimer timer;
 
@@ -159,8 +226,106 @@ struct DestinationMigration::State {
 	const std::string &id() const { return record->id(); }
 	Status lockFlows();
 	Status restoreOne(repair::ConnectionSnapshot &&snapshot);
+	std::vector<HandedSocket> handedSockets() const;
+	std::string manifestPath() const { return containerDirectory + "/manifest.json"; }
+	JournalFile::Step containerCreatedStep() const;
+	Status createContainerLocked(std::string_view workloadState, bool journaled);
+	void kickSockets();
 	void dropLocked(const std::string &reason);
 };
+
+// The restored sockets as the workload gets them, fds 3.. in this order.
+std::vector<HandedSocket> DestinationMigration::State::handedSockets() const
+{
+	std::vector<HandedSocket> out;
+	for (size_t i = 0; i < restored.size(); ++i) {
+		const repair::ConnectionSnapshot &snap = restored[i].snapshot;
+		bool listener = snap.state == repair::TcpState::Listen;
+		out.push_back(HandedSocket{restored[i].fd.get(), (listener ? "listen" : "conn") + std::to_string(i),
+					   snap.flow.local, listener ? Endpoint{} : snap.flow.remote,
+					   repair::toString(snap.state)});
+	}
+	return out;
+}
+
+// Writes the manifest and has the runtime create the container holding
+// every restored socket (still in repair mode, still locked). runc creates
+// it now (its process waits for start()); podman only prepares. The
+// manifest carries `workloadState` (empty before commit: rewritten then).
+JournalFile::Step DestinationMigration::State::containerCreatedStep() const
+{
+	const container::ContainerSpec &spec = *request.handoff.container;
+	return {kContainerCreated,
+		{{"runtime", container::toString(spec.runtime)}, {"name", spec.name}, {"directory", containerDirectory}}};
+}
+
+// `journaled`: the caller journaled containerCreatedStep() already (with
+// other steps, in one sync).
+Status DestinationMigration::State::createContainerLocked(std::string_view workloadState, bool journaled)
+{
+	const container::ContainerSpec &spec = *request.handoff.container;
+	if (!journaled) {
+		JournalFile::Step step = containerCreatedStep();
+		FERRY_TRY(journal.append(step.step, step.fields));
+	}
+	std::error_code ec;
+	std::filesystem::create_directories(containerDirectory + "/runtime", ec);
+	if (ec)
+		return makeError("cannot create " + containerDirectory + ": " + ec.message(), ec.value());
+	::chmod(containerDirectory.c_str(), 0700);
+
+	std::vector<HandedSocket> handed = handedSockets();
+	FERRY_TRY(writeInPlace(manifestPath(), encodeManifest(id(), workloadState, handed)));
+	container::ContainerStart start;
+	start.spec = spec;
+	start.netnsPath = containerNetnsPath;
+	std::string names;
+	for (const HandedSocket &h : handed) {
+		start.sockets.push_back(container::ContainerSocket{h.fd, h.name});
+		names += (names.empty() ? "" : ":") + h.name;
+	}
+	start.environment = request.handoff.environment;
+	start.environment["LISTEN_FDS"] = std::to_string(handed.size());
+	start.environment["LISTEN_FDNAMES"] = names;
+	// The container's process is pid 1 of its own pid namespace.
+	start.environment["LISTEN_PID"] = "1";
+	start.environment["FERRY_MANIFEST"] = std::string(container::kContainerManifestPath);
+	start.manifestPath = manifestPath();
+	start.workDirectory = containerDirectory + "/runtime";
+	auto made = container::createContainer(context.runtimes, start);
+	if (!made.ok())
+		return std::move(made).error().at("container", spec.name).at("phase", "create");
+	created = std::move(*made);
+	FERRY_LOG(logMigration, Info) << "container created" << kv("migration", id()) << kv("container", spec.name)
+				      << kv("runtime", container::toString(spec.runtime)) << kv("sockets", handed.size());
+	return {};
+}
+
+// A segment the workload wrote while its flows were still locked was
+// dropped by nftables with EPERM; the kernel leaves it queued and arms the
+// zero-window probe timer, which fires after the RTO. A restored socket
+// has no RTT estimate, so that is the initial RTO, one second: a stall the
+// peers would see right after the blackout. Clearing TCP_CORK makes the
+// kernel push the pending frames at once (tcp_push_pending_frames), and
+// changes nothing else for a socket that is not corked; a corked one is
+// left alone, since its owner decides when it sends.
+void DestinationMigration::State::kickSockets()
+{
+	if (failpoint("destination.skip_cork_kick"))
+		return; // test-only: measure the stall without the kick
+	for (const Restored &r : restored) {
+		if (r.snapshot.state == repair::TcpState::Listen)
+			continue;
+		int corked = 0;
+		socklen_t length = sizeof(corked);
+		if (::getsockopt(r.fd.get(), IPPROTO_TCP, TCP_CORK, &corked, &length) < 0 || corked)
+			continue;
+		int off = 0;
+		if (::setsockopt(r.fd.get(), IPPROTO_TCP, TCP_CORK, &off, sizeof(off)) < 0)
+			FERRY_LOG(logMigration, Warn) << "cannot push pending data" << kv("migration", id())
+						      << kv("flow", r.snapshot.flow.toString()) << kv("error", errno);
+	}
+}
 
 Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(MigrationContext &context,
 									     MigrationRecordPtr record,
@@ -173,6 +338,24 @@ Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(Migr
 	if (!request.handoff.execArgv.empty() && !isExecutable(request.handoff.execArgv.front()))
 		return makeError("handoff program '" + request.handoff.execArgv.front() + "' is not executable here",
 				 ENOENT);
+	std::string containerNetnsPath;
+	if (const auto &spec = request.handoff.container) {
+		if (!request.handoff.execArgv.empty())
+			return makeError("handoff: give a program or a container to start, not both", EINVAL);
+		for (std::string_view reserved : kReservedVariables)
+			if (request.handoff.environment.count(std::string(reserved)))
+				return makeError("handoff environment may not set " + std::string(reserved) +
+							 ": the agent sets it for the container",
+						 EINVAL);
+		FERRY_TRY_ASSIGN(containerNetnsPath, netnsPathFor(request.targetNetns));
+		Status startable = container::checkCanStart(context.runtimes, *spec);
+		if (!startable.ok())
+			return std::move(startable)
+				.error()
+				.at("container", spec->name)
+				.at("runtime", container::toString(spec->runtime))
+				.at("phase", "prepare");
+	}
 	for (const auto &[name, needed] : request.kernelFeatures) {
 		if (!needed)
 			continue;
@@ -204,6 +387,10 @@ Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(Migr
 	auto state = std::make_unique<State>(context, std::move(record), request, std::move(journal));
 	state->netns = std::move(netns);
 	state->addresses = std::move(addresses);
+	if (request.handoff.container) {
+		state->containerNetnsPath = std::move(containerNetnsPath);
+		state->containerDirectory = context.policy.workloadStateDir + "/containers/" + request.migrationId;
+	}
 	state->record->setConnections(static_cast<uint32_t>(request.connections.size()));
 	for (const ConnectionSummary &c : request.connections)
 		state->announced.insert(announcementKey(c.flow, c.state == "LISTEN"));
@@ -333,13 +520,26 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 	// "restored", so that commit pays for one sync fewer inside the
 	// blackout. Recovery removes only addresses that are present, and
 	// prepare() checked that none of them was.
+	// A container is created now, holding the sockets, so that commit only
+	// has to start it: except when half-closed connections wait for the
+	// address (restored at commit), since the runtime takes every fd at
+	// once.
+	bool createNow = s.request.handoff.container && s.deferred.empty();
 	std::vector<JournalFile::Step> steps{{kRestored, {{"connections", std::to_string(receipt->connectionsRestored)}}}};
 	if (!s.addresses.empty())
 		steps.push_back({kAddingAddresses, {{"addresses", formatAddressField(addressesOn(Role::Destination, s.request.addresses))}}});
+	if (createNow)
+		steps.push_back(s.containerCreatedStep());
 	Status journaled = s.journal.appendAll(steps);
 	if (!journaled.ok())
 		return fail(std::move(journaled).error());
 	s.timer.mark("journal_restored");
+	if (createNow) {
+		Status made = s.createContainerLocked("", true);
+		if (!made.ok())
+			return fail(std::move(made).error());
+		s.timer.mark("container_create");
+	}
 	s.record->addBytes(receipt->queueBytes, receipt->imageBytes);
 	s.record->enter(Phase::Restored);
 	return receipt;
@@ -393,8 +593,21 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		}
 	}
 
+	if (s.request.handoff.container) {
+		// The workload's state arrived with this commit: the manifest the
+		// container will read gets it now, before its process runs.
+		Status ready = s.created ? writeInPlace(s.manifestPath(),
+							encodeManifest(s.id(), request.workloadState, s.handedSockets()))
+					 : s.createContainerLocked(request.workloadState, false);
+		if (!ready.ok()) {
+			s.dropLocked(ready.error().message());
+			return std::move(ready).error().at("phase", "container");
+		}
+	}
+
 	// From here the migration goes forward: the source has given up its
-	// addresses and waits for this answer.
+	// addresses and waits for this answer. Only a container that does not
+	// start still aborts it (below), while nothing has escaped the lock.
 	s.record->enter(Phase::Committing);
 	s.timer.mark("deferred_restore");
 	(void)s.journal.append(kCommitting);
@@ -402,19 +615,25 @@ Status DestinationMigration::commit(const CommitRequest &request)
 
 	// Announce in the background: the first frame goes out at once, the
 	// repeats must not hold up the commit.
-	for (size_t i = 0; i < s.addresses.size(); ++i) {
-		int netnsFd = ::dup(s.netns.get());
-		std::thread([netnsFd, iface = s.request.addresses[i].targetInterface, address = s.addresses[i],
-			     id = s.id()] {
-			UniqueFd owned(netnsFd);
-			Status a = netlink::announceAddress(owned.get(), iface, address);
-			if (!a.ok())
-				FERRY_LOG(logMigration, Warn) << "announce failed" << kv("migration", id)
-							      << kv("error", a.error().message());
-		}).detach();
-	}
+	auto announce = [&] {
+		for (size_t i = 0; i < s.addresses.size(); ++i) {
+			int netnsFd = ::dup(s.netns.get());
+			std::thread([netnsFd, iface = s.request.addresses[i].targetInterface, address = s.addresses[i],
+				     id = s.id()] {
+				UniqueFd owned(netnsFd);
+				Status a = netlink::announceAddress(owned.get(), iface, address);
+				if (!a.ok())
+					FERRY_LOG(logMigration, Warn) << "announce failed" << kv("migration", id)
+								      << kv("error", a.error().message());
+			}).detach();
+		}
+		s.timer.mark("announce_start");
+	};
+	// A container is announced once it runs: if it does not start, the
+	// peers' neighbour caches still point at the source, which carries on.
+	if (!s.request.handoff.container)
+		announce();
 
-	s.timer.mark("announce_start");
 	for (State::Restored &r : s.restored) {
 		Status resumed = repair::resume(r.fd.get(), r.snapshot);
 		if (!resumed.ok())
@@ -423,6 +642,26 @@ Status DestinationMigration::commit(const CommitRequest &request)
 						       << kv("error", resumed.error().message());
 	}
 	s.timer.mark("resume");
+
+	if (s.request.handoff.container) {
+		// The sockets are live but still locked: the container starts on
+		// them before any peer can tell, and a start that fails is undone
+		// silently (dropLocked puts each socket back into repair mode
+		// before closing it, and the runtime's copies die with it).
+		Status started = hitFailpoint("destination.container_start");
+		if (started.ok())
+			started = s.created->start();
+		if (!started.ok()) {
+			Error error = std::move(started).error().at("container", s.created->name()).at("phase", "start");
+			s.dropLocked("the container did not start: " + error.message());
+			return error;
+		}
+		s.timer.mark("container_start");
+		FERRY_LOG(logMigration, Info) << "container started" << kv("migration", s.id())
+					      << kv("container", s.created->name()) << kv("pid", s.created->pid());
+		announce();
+	}
+
 	if (s.lock && s.lock->isLocked()) {
 		Status u = s.lock->unlock();
 		if (!u.ok())
@@ -432,6 +671,14 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	s.record->markLockEnd();
 	s.record->markBlackoutEnd();
 	s.timer.mark("unlock");
+	if (s.request.handoff.container) {
+		s.kickSockets();
+		s.timer.mark("kick");
+		// The container holds its own copies: closing the agent's sends
+		// nothing.
+		s.restored.clear();
+		s.created.reset(); // started: letting go does not destroy it
+	}
 
 	std::optional<LaunchRequest> launch;
 	std::vector<State::Restored> handed;
@@ -511,6 +758,17 @@ void DestinationMigration::State::dropLocked(const std::string &reason)
 	for (Restored &r : restored)
 		(void)repair::discard(std::move(r.fd));
 	restored.clear();
+	// The container's copies of the sockets are in repair mode too: they
+	// close silently when it goes.
+	if (created) {
+		Status destroyed = created->destroy();
+		if (!destroyed.ok())
+			FERRY_LOG(logMigration, Error) << "cannot destroy the container" << kv("migration", id())
+						       << kv("container", created->name())
+						       << kv("error", destroyed.error().message());
+		created.reset();
+	}
+	removeDirectory(containerDirectory);
 	for (auto it = addedAddresses.rbegin(); it != addedAddresses.rend(); ++it)
 		(void)netlink::removeAddress(netns.get(), request.addresses[*it].targetInterface, addresses[*it]);
 	addedAddresses.clear();
@@ -560,6 +818,19 @@ void DestinationMigration::recover(MigrationContext &context, MigrationRecord &r
 			if (netnsFd.ok() && address.ok())
 				(void)netlink::removeAddress(netnsFd->get(), a.interface, *address);
 		}
+	}
+	if (const JournalEntry *made = journal.last(kContainerCreated)) {
+		// Restored sockets die with the old agent; the container it may
+		// have created holds copies (in repair mode: they close silently).
+		auto runtime = container::parseRuntime(made->field("runtime"));
+		if (runtime) {
+			Status s = container::destroyContainer(context.runtimes, *runtime, made->field("name"));
+			if (!s.ok())
+				FERRY_LOG(logMigration, Error) << "recovery: cannot destroy the container" << kv("migration", id)
+							       << kv("container", made->field("name"))
+							       << kv("error", s.error().message());
+		}
+		removeDirectory(made->field("directory"));
 	}
 	if (journal.has(kLocking)) {
 		Status s = netlock::removeLock(netnsSpec, id);

@@ -13,6 +13,28 @@
 //   abort()         drop everything built: sockets closed silently, lock
 //                   and addresses removed
 //
+// With a container handoff (Handoff::container) the order differs from the
+// one above, because the container must hold the sockets before any peer
+// can reach them:
+//   prepare()       also checks the runtime can start the spec
+//                   (container::checkCanStart) and resolves the target
+//                   netns to a path the runtime joins
+//   receiveImage()  after the last socket: writes the FERRY_MANIFEST file
+//                   in <workloadStateDir>/containers/<id>/ and has the
+//                   runtime create the container with the sockets as fds
+//                   3.. (runc create; podman only prepares), journaled
+//                   "container_created" first. Half-closed connections
+//                   are restored at commit, so with any of them the
+//                   container is created at commit instead.
+//   commit()        writes the source workload's state into the manifest,
+//                   adds the addresses, leaves repair mode while still
+//                   locked, starts the container, announces, unlocks and
+//                   pushes what the workload wrote while locked (TCP_CORK
+//                   off). A container that does not start aborts the
+//                   migration: its sockets go back into repair mode and
+//                   are discarded, nothing having escaped the lock.
+//   abort(), recover()  destroy a created container and its directory.
+//
 // The engine serialises calls per migration (one at a time) and aborts a
 // migration that has not committed within the policy's commit timeout of
 // its lock. Every step is journaled before it is taken.

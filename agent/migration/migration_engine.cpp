@@ -327,8 +327,14 @@ Result<MigrationStatus> MigrationEngine::startMigration(const MigrationRequest &
 		return makeError("targetAgent: the destination agent's URL is required", EINVAL);
 	if (request.targetNetns.empty())
 		return makeError("targetNetns: the destination namespace is required", EINVAL);
-	if (!request.selection.pid && (request.selection.netns.empty() || request.selection.localPorts.empty()))
-		return makeError("selection: give a pid, or a netns with local ports", EINVAL);
+	const ConnectionSelection &selection = request.selection;
+	int chosen = int(selection.pid.has_value()) + int(selection.container.has_value()) + int(!selection.netns.empty());
+	if (chosen != 1 || (!selection.netns.empty() && selection.localPorts.empty()))
+		return makeError("selection: give a pid, a container, or a netns with local ports", EINVAL);
+	if (selection.container && !request.handoff.execArgv.empty())
+		return makeError("handoff: a container migration starts the container on the destination; execArgv "
+				 "does not apply",
+				 EINVAL);
 
 	std::lock_guard guard(impl_->mutex);
 	if (impl_->activeLocked() >= impl_->context.policy.maxConcurrent)

@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <set>
 #include <thread>
 
 #include "base/failpoint.h"
+#include "container/cgroup_freezer.h"
+#include "container/container_runtime.h"
 #include "base/log.h"
 #include "base/netns.h"
 #include "migration/phase_timer.h"
@@ -46,6 +49,14 @@ constexpr size_t kBatchSockets = 256;
 
 constexpr auto kKillTimeout = std::chrono::milliseconds(2000);
 constexpr auto kStopTimeout = std::chrono::milliseconds(2000);
+// A cgroup freezes in well under a millisecond per task; a container whose
+// tasks do not all freeze in this time is stuck in the kernel (D state),
+// and its sockets could change while they are read.
+constexpr auto kCgroupFreezeTimeout = std::chrono::milliseconds(2000);
+
+// Journal "freezing" modes of a container.
+constexpr const char *kFreezeCgroup = "cgroup";
+constexpr const char *kFreezePause = "pause";
 
 struct TakenSocket {
 	netlink::TcpSocketInfo info;
@@ -115,6 +126,66 @@ void restoreAddresses(int netnsFd, const std::vector<JournaledAddress> &removed,
 	}
 }
 
+// The container the user named: the OCI hook's registry first (it knows the
+// containers it saw start, whichever runtime), then the runtimes.
+Result<container::ContainerInfo> resolveContainer(const MigrationContext &context, const ContainerSelection &selection)
+{
+	if (context.containers) {
+		auto registered = context.containers->find(selection.id);
+		if (registered.ok() && (!selection.runtime || registered->runtime == *selection.runtime))
+			return registered;
+		if (!registered.ok() && registered.error().code != ENOENT)
+			return std::move(registered).error(); // an ambiguous prefix: the user must say more
+	}
+	if (selection.runtime)
+		return container::inspectContainer(context.runtimes, *selection.runtime, selection.id);
+	auto runc = container::inspectContainer(context.runtimes, container::Runtime::Runc, selection.id);
+	if (runc.ok() || runc.error().code != ENOENT)
+		return runc;
+	auto podman = container::inspectContainer(context.runtimes, container::Runtime::Podman, selection.id);
+	if (podman.ok() || podman.error().code != ENOENT)
+		return podman;
+	return makeError("no runc or podman container '" + selection.id + "' on this host", ENOENT)
+		.at("container", selection.id);
+}
+
+// Who holds each socket among `members` (a container's processes, which
+// need not form one tree: `runc exec` and `podman exec` start processes
+// whose parent is outside the container). Each member is scanned once.
+Result<netlink::SocketOwnerMap> mapOwnersAmong(const std::vector<pid_t> &members,
+					       const std::vector<netlink::TcpSocketInfo> &sockets)
+{
+	std::set<pid_t> wanted(members.begin(), members.end());
+	std::set<pid_t> scanned;
+	std::vector<netlink::SocketOwnerMap> trees;
+	for (pid_t pid : wanted) {
+		if (scanned.count(pid))
+			continue;
+		auto tree = netlink::mapSocketOwners(pid);
+		if (!tree.ok()) {
+			if (tree.error().code == ESRCH)
+				continue; // exited since the cgroup was read
+			return std::move(tree).error().at("pid", std::to_string(pid));
+		}
+		scanned.insert(tree->processes().begin(), tree->processes().end());
+		trees.push_back(std::move(*tree));
+	}
+	netlink::SocketOwnerMap owners;
+	owners.setProcesses(std::vector<pid_t>(scanned.begin(), scanned.end()));
+	for (const netlink::TcpSocketInfo &info : sockets) {
+		std::set<std::pair<pid_t, int>> seen;
+		for (const netlink::SocketOwnerMap &tree : trees) {
+			const std::vector<netlink::SocketHolder> *holders = tree.find(info.inode);
+			if (!holders)
+				continue;
+			for (const netlink::SocketHolder &h : *holders)
+				if (wanted.count(h.pid) && seen.insert({h.pid, h.fd}).second)
+					owners.add(info.inode, h);
+		}
+	}
+	return owners;
+}
+
 } // namespace
 
 struct SourceMigration::State {
@@ -128,6 +199,12 @@ struct SourceMigration::State {
 	std::vector<TakenSocket> sockets;
 	std::vector<ProcessRef> stopped;   // frozen with SIGSTOP
 	std::optional<pid_t> handedOff;    // frozen by its own handoff
+	// A container selection: the container, its processes, and how it was
+	// frozen (at most one of the two is set).
+	std::optional<container::ContainerInfo> container;
+	std::vector<pid_t> members;
+	std::string frozenCgroup;          // thaw on abort
+	bool paused = false;               // resume on abort
 	std::string workloadState;
 	netlock::FlowLockPtr lock;
 	std::vector<AddressMove> removed;
@@ -146,8 +223,11 @@ struct SourceMigration::State {
 
 	Status forward();
 	Status discover();
+	Status discoverContainer();
 	Status negotiate();
 	Status freeze();
+	Status freezeContainer();
+	void thawContainer();
 	Status lockFlows();
 	Status stream();
 	Status switchAddresses();
@@ -164,10 +244,47 @@ Status SourceMigration::State::checkAbort() const
 	return {};
 }
 
+Status SourceMigration::State::discoverContainer()
+{
+	const ContainerSelection &selection = *request.selection.container;
+	FERRY_TRY_ASSIGN(container::ContainerInfo info, resolveContainer(context, selection));
+	auto where = [&](Error e) { return std::move(e).at("container", info.id).at("phase", "discover"); };
+	if (info.pid <= 0)
+		return where(makeError("the container has no running process", ESRCH));
+	if (info.cgroup.empty()) {
+		// The registry may not know it; without one the init's process
+		// tree stands in (and the runtime's pause freezes).
+		auto found = container::freezerCgroupOf(info.pid);
+		if (found.ok())
+			info.cgroup = *found;
+	}
+	if (!info.cgroup.empty()) {
+		auto pids = container::cgroupProcesses(info.cgroup);
+		if (!pids.ok())
+			return where(std::move(pids).error().at("cgroup", info.cgroup));
+		members = std::move(*pids);
+	} else {
+		auto tree = netlink::processTree(info.pid);
+		if (!tree.ok())
+			return where(std::move(tree).error());
+		members = std::move(*tree);
+	}
+	if (std::find(members.begin(), members.end(), info.pid) == members.end())
+		members.push_back(info.pid);
+	netnsSpec = info.netns.empty() ? "pid:" + std::to_string(info.pid) : info.netns;
+	FERRY_LOG(logMigration, Info) << "selected container" << kv("migration", id()) << kv("container", info.id)
+				      << kv("runtime", container::toString(info.runtime)) << kv("pid", info.pid)
+				      << kv("cgroup", info.cgroup) << kv("processes", members.size());
+	container = std::move(info);
+	return {};
+}
+
 Status SourceMigration::State::discover()
 {
 	const ConnectionSelection &sel = request.selection;
-	if (sel.pid)
+	if (sel.container)
+		FERRY_TRY(discoverContainer());
+	else if (sel.pid)
 		netnsSpec = "pid:" + std::to_string(*sel.pid);
 	else if (!sel.netns.empty() && !sel.localPorts.empty())
 		netnsSpec = sel.netns;
@@ -179,8 +296,14 @@ Status SourceMigration::State::discover()
 	filter.localPorts = sel.localPorts;
 	FERRY_TRY_ASSIGN(std::vector<netlink::TcpSocketInfo> found, netlink::listTcpSockets(netns.get(), filter));
 	// Without a pid, the owners are found among all processes; the agent's
-	// own sockets are never part of a migration.
-	FERRY_TRY_ASSIGN(netlink::SocketOwnerMap owners, netlink::mapSocketOwners(sel.pid ? *sel.pid : 1));
+	// own sockets are never part of a migration. A container's are those
+	// its processes hold, whoever else shares its namespace.
+	netlink::SocketOwnerMap owners;
+	if (container) {
+		FERRY_TRY_ASSIGN(owners, mapOwnersAmong(members, found));
+	} else {
+		FERRY_TRY_ASSIGN(owners, netlink::mapSocketOwners(sel.pid ? *sel.pid : 1));
+	}
 
 	netlink::SocketTaker taker;
 	for (const netlink::TcpSocketInfo &info : found) {
@@ -198,8 +321,10 @@ Status SourceMigration::State::discover()
 			return std::move(fd).error().at("flow", info.flow.toString());
 		sockets.push_back(TakenSocket{info, *holder, std::move(*fd), std::nullopt});
 	}
-	if (sockets.empty())
-		return makeError("no connections match the selection", ENOENT).at("netns", netnsSpec);
+	if (sockets.empty()) {
+		Error none = makeError("no connections match the selection", ENOENT).at("netns", netnsSpec);
+		return container ? std::move(none).at("container", container->id) : none;
+	}
 	// Listeners first: the destination must bind a listener before the
 	// connections that share its port (they may lack SO_REUSEADDR).
 	std::stable_partition(sockets.begin(), sockets.end(), [](const TakenSocket &s) {
@@ -224,6 +349,20 @@ Status SourceMigration::State::negotiate()
 	prepare.targetNetns = request.targetNetns;
 	prepare.addresses = request.addresses;
 	prepare.handoff = request.handoff;
+	if (container) {
+		// The destination starts the same container: what the runtime
+		// said it runs, under the name the user asked for.
+		container::ContainerSpec spec = container->spec;
+		spec.runtime = container->runtime;
+		if (spec.bundle.empty())
+			spec.bundle = container->bundle;
+		if (spec.annotations.empty())
+			spec.annotations = container->annotations;
+		const std::string &wanted = request.selection.container->destinationName;
+		spec.name = !wanted.empty() ? wanted : !spec.name.empty() ? spec.name : !container->name.empty() ? container->name : container->id;
+		prepare.handoff.execArgv.clear();
+		prepare.handoff.container = std::move(spec);
+	}
 	for (const TakenSocket &s : sockets) {
 		ConnectionSummary summary;
 		summary.flow = s.info.flow;
@@ -247,8 +386,80 @@ Status SourceMigration::State::negotiate()
 	return {};
 }
 
+Status SourceMigration::State::freezeContainer()
+{
+	const container::ContainerInfo &c = *container;
+	bool pause = request.selection.container->freeze == ContainerSelection::Freeze::Pause || c.cgroup.empty();
+	// A migration-aware workload inside hands over its state first (at its
+	// safe point, while it still runs); the container is frozen after it,
+	// so that no other process of it touches a socket either. The workload
+	// registered under its host pid, whatever pid namespace it is in.
+	std::optional<pid_t> workload;
+	if (context.handoff) {
+		auto found = context.handoff->findWorkload(c.pid);
+		if (found.ok() && std::find(members.begin(), members.end(), *found) != members.end())
+			workload = *found;
+	}
+
+	std::map<std::string, std::string> fields{{"runtime", container::toString(c.runtime)}, {"id", c.id}};
+	if (pause) {
+		fields["mode"] = kFreezePause;
+		fields["runtime_root"] = c.runtime == container::Runtime::Runc ? context.runtimes.runcRoot
+									      : context.runtimes.podmanRoot;
+	} else {
+		fields["mode"] = kFreezeCgroup;
+		fields["cgroup"] = c.cgroup;
+	}
+	if (workload)
+		fields["handoff"] = std::to_string(*workload);
+	// Journaled before either step, so that recovery thaws what may be
+	// frozen (a thaw of a cgroup that is not frozen changes nothing).
+	FERRY_TRY(journal.append(kFreezing, fields));
+	record->markBlackoutStart();
+	timer.start();
+	if (workload) {
+		FERRY_TRY_ASSIGN(workloadState, context.handoff->prepare(*workload, id(), context.policy.handoffTimeout));
+		handedOff = *workload;
+		timer.mark("handoff");
+	}
+	if (pause) {
+		paused = true;
+		FERRY_TRY(container::pauseContainer(context.runtimes, c));
+	} else {
+		frozenCgroup = c.cgroup;
+		Status frozen = container::freezeCgroup(c.cgroup, kCgroupFreezeTimeout);
+		if (!frozen.ok())
+			return std::move(frozen).error().at("container", c.id).at("cgroup", c.cgroup).at("phase", "freeze");
+	}
+	timer.mark("freeze");
+	record->enter(Phase::Frozen, workload ? "container frozen, workload handed over" : "container frozen");
+	return {};
+}
+
+void SourceMigration::State::thawContainer()
+{
+	if (!frozenCgroup.empty()) {
+		Status thawed = container::thawCgroup(frozenCgroup);
+		if (!thawed.ok())
+			FERRY_LOG(logMigration, Error) << "cannot thaw the container" << kv("migration", id())
+						       << kv("container", container->id) << kv("cgroup", frozenCgroup)
+						       << kv("error", thawed.error().message());
+		frozenCgroup.clear();
+	}
+	if (paused) {
+		Status resumed = container::resumeContainer(context.runtimes, *container);
+		if (!resumed.ok())
+			FERRY_LOG(logMigration, Error) << "cannot resume the container" << kv("migration", id())
+						       << kv("container", container->id)
+						       << kv("error", resumed.error().message());
+		paused = false;
+	}
+}
+
 Status SourceMigration::State::freeze()
 {
+	if (container)
+		return freezeContainer();
 	std::vector<pid_t> pids;
 	for (const TakenSocket &s : sockets)
 		if (std::find(pids.begin(), pids.end(), s.holder.pid) == pids.end())
@@ -478,7 +689,18 @@ void SourceMigration::State::finishCommitted()
 
 	// End the workload first, then drop our references: the sockets are in
 	// repair mode, so the last close sends neither FIN nor RST.
-	if (handedOff && context.handoff) {
+	if (container) {
+		// Frozen, the handed-off workload could not act on an exit: the
+		// runtime kills the whole container instead.
+		Status destroyed = container::destroyContainer(context.runtimes, container->runtime, container->id);
+		if (!destroyed.ok())
+			FERRY_LOG(logMigration, Error) << "cannot destroy the source container; its connections live on "
+							  "the destination, it stays frozen"
+						       << kv("migration", id()) << kv("container", container->id)
+						       << kv("error", destroyed.error().message());
+		frozenCgroup.clear();
+		paused = false;
+	} else if (handedOff && context.handoff) {
 		// A handed-off workload is told to exit and given the time to do
 		// so; only one that does not is killed.
 		auto ref = processRef(*handedOff);
@@ -542,6 +764,8 @@ void SourceMigration::State::rollBack(const Error &error)
 						       << kv("error", u.error().message());
 	}
 	record->markLockEnd();
+	if (container)
+		thawContainer();
 	if (handedOff && context.handoff)
 		(void)context.handoff->resume(*handedOff);
 	continueProcesses(stopped);
@@ -606,6 +830,30 @@ bool SourceMigration::recover(MigrationContext &context, MigrationRecord &record
 		if (parsed.ok())
 			frozen = *parsed;
 	}
+	// A frozen container: thawed on rollback, destroyed after a commit.
+	std::optional<container::ContainerInfo> frozenContainer;
+	if (freezing && (freezing->field("mode") == kFreezeCgroup || freezing->field("mode") == kFreezePause)) {
+		auto runtime = container::parseRuntime(freezing->field("runtime"));
+		if (runtime && !freezing->field("id").empty()) {
+			container::ContainerInfo c;
+			c.runtime = *runtime;
+			c.id = freezing->field("id");
+			c.name = c.id;
+			c.cgroup = freezing->field("cgroup");
+			frozenContainer = c;
+		}
+	}
+	auto thawContainer = [&] {
+		if (!frozenContainer)
+			return;
+		Status s = freezing->field("mode") == kFreezeCgroup
+				   ? container::thawCgroup(frozenContainer->cgroup)
+				   : container::resumeContainer(context.runtimes, *frozenContainer);
+		if (!s.ok())
+			FERRY_LOG(logMigration, Error) << "recovery: cannot thaw the container" << kv("migration", id)
+						       << kv("container", frozenContainer->id)
+						       << kv("error", s.error().message());
+	};
 
 	auto unlock = [&] {
 		if (!locking)
@@ -635,7 +883,16 @@ bool SourceMigration::recover(MigrationContext &context, MigrationRecord &record
 		// still holds the repaired sockets: ending it closes them silently.
 		(void)journal.append(kCommitted, {{"recovered", "true"}});
 		killProcesses(frozen, kKillTimeout);
+		// Unlocked before the container goes: its namespace may be known
+		// only through its init ("pid:N").
 		unlock();
+		if (frozenContainer) {
+			Status s = container::destroyContainer(context.runtimes, frozenContainer->runtime, frozenContainer->id);
+			if (!s.ok())
+				FERRY_LOG(logMigration, Error) << "recovery: cannot destroy the source container"
+							       << kv("migration", id) << kv("container", frozenContainer->id)
+							       << kv("error", s.error().message());
+		}
 		(void)context.journal.retire(journal);
 		record.enter(Phase::Committed, "recovered after an agent restart");
 		return true;
@@ -667,6 +924,7 @@ bool SourceMigration::recover(MigrationContext &context, MigrationRecord &record
 	// A handed-off workload sees its handoff connection close with the old
 	// agent and resumes on its own (docs/workloads.md).
 	continueProcesses(frozen);
+	thawContainer();
 	if (!peerUrl.empty()) {
 		auto peer = context.peers(peerUrl);
 		if (peer.ok())

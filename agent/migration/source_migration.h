@@ -12,6 +12,16 @@
 //   commit on the destination                   ─ blackout ends
 //   discard the sockets silently, unlock, end the frozen workload
 //
+// A container selection (ConnectionSelection::container) changes three
+// steps: discovery resolves the container (the OCI hook's registry, else
+// runc state / podman inspect) and takes the sockets its processes hold
+// (its cgroup's, else its init's tree) in its netns; the freeze is the
+// cgroup freezer or the runtime's pause, after the handoff of a
+// migration-aware workload inside it; after commit the runtime destroys
+// the container (its repaired sockets close silently), and an abort thaws
+// it. The PrepareRequest then carries Handoff::container, the spec the
+// destination starts.
+//
 // Every step is journaled (fsync) before it is taken. Until the commit has
 // been sent, any failure or abort() rolls back in reverse: addresses back,
 // sockets out of repair mode (byte-exact), unlock, thaw, and the

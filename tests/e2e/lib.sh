@@ -32,6 +32,9 @@ E2E_KEEP=${E2E_KEEP:-}
 declare -A AGENT_URL=() AGENT_PID=() AGENT_PORT=()
 AGENT_ARGS_A=()
 AGENT_ARGS_B=()
+# Commands e2e_cleanup runs first, while the namespaces still exist (the
+# container cases remove their containers and podman storage there).
+E2E_CLEANUP_HOOKS=()
 
 # --- reporting ---------------------------------------------------------
 
@@ -60,7 +63,8 @@ e2e_cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
 	set +e
-	local pid ns
+	local pid ns hook
+	for hook in "${E2E_CLEANUP_HOOKS[@]}"; do "$hook"; done
 	for pid in "${E2E_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
 	for pid in "${E2E_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
 	for ns in "${E2E_NETNS[@]}"; do
@@ -208,7 +212,13 @@ e2e_start_agent() {
 	[[ -n ${E2E_AGENT_AUTH+x} ]] && auth=("${E2E_AGENT_AUTH[@]}")
 	local environment=(env -u FERRY_FAILPOINTS)
 	[[ -n ${FERRY_FAILPOINTS:-} ]] && environment=(env "FERRY_FAILPOINTS=$FERRY_FAILPOINTS")
-	ip netns exec "$(e2e_ns "$host")" "${environment[@]}" "$FERRYD" --listen "$address:${E2E_AGENT_PORT:-0}" --state-dir "$dir" \
+	# `ip netns exec` remounts /sys for the namespace, which hides the
+	# cgroup hierarchies mounted below /sys/fs/cgroup: an agent that
+	# freezes containers or runs runc and podman joins the network
+	# namespace only (E2E_AGENT_NET_ONLY=1).
+	local enter=(ip netns exec "$(e2e_ns "$host")")
+	[[ -n ${E2E_AGENT_NET_ONLY:-} ]] && enter=(nsenter "--net=/run/netns/$(e2e_ns "$host")")
+	"${enter[@]}" "${environment[@]}" "$FERRYD" --listen "$address:${E2E_AGENT_PORT:-0}" --state-dir "$dir" \
 		"${auth[@]}" --allow-netns self --allow-interface eth0 \
 		--allow-address 198.51.100.0/24 --allow-address 2001:db8::/32 --log info "$@" \
 		>>"$dir/ferryd.out" 2>>"$dir/ferryd.log" &
@@ -431,6 +441,8 @@ e2e_assert_listed() {
 }
 
 e2e_py() { python3 "$E2E_HERE/check.py" "$@"; }
+# A top-level field of the JSON document on stdin (runc state, podman inspect).
+e2e_py_stdin_get() { python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d[sys.argv[1]])' "$1"; }
 
 # After an abort: the client keeps streaming over the same connections to
 # the server on A, both verify every byte, and nothing is left behind.
@@ -524,5 +536,122 @@ e2e_committed_migration() {
 	e2e_stop_server "$servers" "$E2E_WORK/b/ferryd.out"
 	e2e_check "the server on B: zero errors, $connections adopted connections with inherited offsets"
 	e2e_py server-final "$E2E_WORK/b/ferryd.out" --connections "$connections" --inherited "${idle[@]}" ||
+		e2e_fail "server on B"
+}
+
+# --- containers (issue 5) ------------------------------------------------
+
+# e2e_containers_init: the shared container helpers (tests/support/
+# containers.sh), their cleanup before the namespaces go, and the
+# directories the container cases share:
+#   WORK/handoff   both agents' handoff sockets (a.sock, b.sock), bound
+#                  into the containers at the same path
+#   WORK/out       the demo server's output files, written from inside
+# The demo server runs in the container under `sh -c`, appending its
+# stdout and stderr to $DEMO_OUT and $DEMO_LOG, so that the server on B,
+# started by ferryd with the same command, writes where the migration's
+# --env DEMO_OUT=... says.
+e2e_containers_init() {
+	# shellcheck source=../support/containers.sh
+	. "$E2E_HERE/../support/containers.sh"
+	E2E_CLEANUP_HOOKS+=(ct_cleanup)
+	mkdir -p "$E2E_WORK/handoff" "$E2E_WORK/out"
+	E2E_AGENT_NET_ONLY=1
+	E2E_CONTAINER=fe2e$$-web
+	SERVICE_CIDR=198.51.100.10/24
+	SERVICE_ADDRESS=198.51.100.10
+	E2E_SERVER_COMMAND=(sh -c 'exec "$0" "$@" >>"$DEMO_OUT" 2>>"$DEMO_LOG"' "$DEMO_SERVER"
+		--listen "$SERVICE_ADDRESS:0" --rate 256k)
+	SERVER_RATE=256k
+}
+
+# The demo server's environment in the source container.
+e2e_container_env() {
+	printf '%s\n' "FERRY_HANDOFF_SOCKET=$E2E_WORK/handoff/a.sock" "DEMO_OUT=$E2E_WORK/out/server-a.out" \
+		"DEMO_LOG=$E2E_WORK/out/server-a.log"
+}
+
+# e2e_wait_container_server PID: the server in the container printed its
+# address and registered with A's agent (under its host pid). Sets
+# SERVER_PID and SERVER_ADDRESS.
+e2e_wait_container_server() {
+	SERVER_PID=$1
+	e2e_wait_for "$E2E_WORK/out/server-a.out" '"listening"' 20 ||
+		e2e_fail "the demo server in the container did not start: $(cat "$E2E_WORK/out/server-a.log" 2>&1)"
+	e2e_wait_for "$E2E_WORK/a/ferryd.log" "workload registered.*pid=$SERVER_PID" 10 ||
+		e2e_fail "the demo server in the container did not register with ferryd on A"
+	SERVER_ADDRESS=$(e2e_py field "$E2E_WORK/out/server-a.out" listening address)
+	e2e_say "demo server in container $E2E_CONTAINER: host pid $SERVER_PID, $SERVER_ADDRESS, registered through the handoff socket"
+}
+
+# e2e_container_migrate RUNTIME [EXTRA MIGRATE ARGS...]: ferry migrate
+# --container on A to B, waiting for the end; the server on B writes to
+# WORK/out/server-b.{out,log} and registers with B's agent.
+e2e_container_migrate() {
+	local runtime=$1
+	shift
+	e2e_ferry a migrate --container "$E2E_CONTAINER" --runtime "$runtime" --to "${E2E_TO:-${AGENT_URL[b]}}" \
+		--target-netns self --address "$SERVICE_CIDR@eth0" \
+		--env "FERRY_HANDOFF_SOCKET=$E2E_WORK/handoff/b.sock" --env "DEMO_OUT=$E2E_WORK/out/server-b.out" \
+		--env "DEMO_LOG=$E2E_WORK/out/server-b.log" "$@" \
+		>"$E2E_WORK/migrate.json" 2>"$E2E_WORK/migrate.err" &
+	MIGRATE_PID=$!
+	e2e_track "$MIGRATE_PID"
+	e2e_say "ferry migrate --container $E2E_CONTAINER --runtime $runtime $* started"
+	e2e_migrate_wait
+}
+
+# e2e_assert_container_committed CONNECTIONS: every check of a committed
+# container migration that does not depend on the runtime: the result, the
+# address, no lock, journals, the old server gone and its connections
+# carried on by the server in the new container, verified both ways.
+e2e_assert_container_committed() {
+	local connections=$1
+	e2e_check "ferry migrate exited 0 and the migration committed"
+	((MIGRATE_STATUS == 0)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS"
+	e2e_py status "$E2E_WORK/migrate.json" --id "$MIGRATION_ID" --phase committed || e2e_fail "migrate result"
+	e2e_py get "$E2E_WORK/migrate.json" connections >"$E2E_WORK/moved"
+	e2e_check "sockets moved: $(cat "$E2E_WORK/moved") (the listener and $connections connections)"
+	(($(cat "$E2E_WORK/moved") == connections + 1)) || e2e_fail "$(cat "$E2E_WORK/moved") sockets moved"
+	BLACKOUT_US=$(e2e_py get "$E2E_WORK/migrate.json" blackoutUs)
+	e2e_say "blackout $BLACKOUT_US us, lock window $(e2e_py get "$E2E_WORK/migrate.json" lockWindowUs) us, total $(e2e_py get "$E2E_WORK/migrate.json" totalUs) us"
+	e2e_snapshot "$CLIENT_PID" "$E2E_WORK/client.out" progress "$E2E_WORK/client-after-commit.json"
+
+	e2e_assert_address_on b "$SERVICE_ADDRESS" a
+	e2e_assert_no_lock a b
+	E2E_DONE_ID=$MIGRATION_ID e2e_assert_journals_retired a b
+	e2e_assert_listed a "$MIGRATION_ID" committed
+	e2e_assert_listed b "$MIGRATION_ID" committed
+
+	e2e_check "the source container's processes are gone (server pid $SERVER_PID)"
+	! kill -0 "$SERVER_PID" 2>/dev/null || e2e_fail "the server in the source container (pid $SERVER_PID) still runs"
+	[[ -z $(e2e_workloads_in a) ]] || e2e_fail "processes left in A's namespace: $(e2e_workloads_in a | tr '\n' ' ')"
+	e2e_check "the server in B's container took over: it registered with B's agent"
+	e2e_wait_for "$E2E_WORK/out/server-b.out" '"listening"' 10 ||
+		e2e_fail "no server output on B: $(cat "$E2E_WORK/out/server-b.log" 2>&1)"
+	e2e_wait_for "$E2E_WORK/b/ferryd.log" "workload registered" 10 ||
+		e2e_fail "the server in B's container did not register with B's agent"
+	local servers
+	servers=$(e2e_workloads_in b)
+	[[ -n $servers ]] || e2e_fail "no process of the new container in B's namespace"
+	NEW_SERVER_PID=$(grep -o 'workload registered.*pid=[0-9]*' "$E2E_WORK/b/ferryd.log" | tail -n 1 | sed 's/.*pid=//')
+	grep -qx "$NEW_SERVER_PID" <<<"$servers" || e2e_fail "the registered server ($NEW_SERVER_PID) is not in B's namespace: $servers"
+	e2e_check "the server on B holds the $connections connections (ss in B)"
+	local held
+	held=$(e2e_in b ss -Htnp state established "( sport = :${SERVER_ADDRESS##*:} )" | grep -c "pid=$NEW_SERVER_PID," || true)
+	((held == connections)) || e2e_fail "the server on B holds $held connections: $(e2e_in b ss -tnp)"
+
+	sleep "${E2E_AFTER_SECONDS:-1.5}"
+	e2e_stop_client
+	e2e_check "client: all $connections connections alive, zero errors, bytes verified both ways after the commit"
+	e2e_py client-report "$E2E_WORK/client.out" --status "$CLIENT_STATUS" --connections "$connections" \
+		--grew-since "$E2E_WORK/client-after-commit.json" || e2e_fail "client report"
+	STALL_MS=$(python3 -c 'import json,sys
+r=[json.loads(l) for l in open(sys.argv[1]) if l.startswith("{") and "\"report\"" in l][-1]
+print(r["totals"]["longestStallMs"])' "$E2E_WORK/client.out")
+	e2e_say "longest stall the client saw: $STALL_MS ms"
+	e2e_stop_server "$NEW_SERVER_PID" "$E2E_WORK/out/server-b.out"
+	e2e_check "the server on B: zero errors, $connections adopted connections with inherited offsets"
+	e2e_py server-final "$E2E_WORK/out/server-b.out" --connections "$connections" --inherited ||
 		e2e_fail "server on B"
 }
