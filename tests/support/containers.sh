@@ -90,11 +90,16 @@ ct_make_runc_bundle() {
 	runc spec --bundle "$dir" || return 1
 	local netns=""
 	[ -n "${CT_NETNS:-}" ] && netns=$(ct_netns_path "$CT_NETNS")
+	# The program by its absolute host path: its directory is bound at
+	# that same path, so argv[0] is valid inside too.
 	local program=$1
 	case $program in
 	/*) ;;
+	*/*) program=$(readlink -f "$program") || return 1 ;;
 	*) program=$(command -v "$program" || echo "$program") ;;
 	esac
+	shift
+	set -- "$program" "$@"
 	CT_PY_NAME=$name CT_PY_NETNS=$netns CT_PY_PROGRAM_DIR=$(dirname "$program") \
 		CT_PY_ENV="$(printf '%s\n' "${CT_ENV[@]}")" CT_PY_BINDS="$(printf '%s\n' "${CT_BINDS[@]}")" \
 		python3 - "$dir/config.json" "$@" <<'EOF' || return 1
