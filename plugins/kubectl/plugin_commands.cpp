@@ -145,8 +145,13 @@ ExitCode report(const PluginCommandLine &line, Terminal &terminal, std::string_v
 		ExitCode code, bool resolving)
 {
 	std::string prefix = prefixFor(line.command);
+	// A resolution error's code is only the kind of failure, chosen here
+	// for the exit code: its strerror ("No such file or directory" for a
+	// missing agent) would mislead. Agent errors keep theirs, as in ferry.
+	std::string text = resolving ? error.what + (error.context.empty() ? "" : " [" + error.context + "]")
+				     : error.message();
 	std::fprintf(terminal.err, "%s: %.*s: %s\n", prefix.c_str(), static_cast<int>(doing.size()), doing.data(),
-		     error.message().c_str());
+		     text.c_str());
 	// A hint that only repeats the error helps nobody: the NotFound hint
 	// is about the agents, not about a pod that does not exist.
 	std::string hint = hintFor(code, resolving, line);
@@ -158,6 +163,13 @@ ExitCode report(const PluginCommandLine &line, Terminal &terminal, std::string_v
 	if (line.output == OutputFormat::Json)
 		printLine(terminal.out, api::toJson(error));
 	return code;
+}
+
+ExitCode usageFailure(Terminal &terminal, const std::string &what)
+{
+	std::fprintf(terminal.err, "kubectl ferry: %s\nRun 'kubectl ferry migrate --help' for usage.\n", what.c_str());
+	std::fflush(terminal.err);
+	return ExitCode::Usage;
 }
 
 // TLS files are read by libcurl only when it connects, where a missing
@@ -278,6 +290,26 @@ ExitCode runVersion(const PluginCommandLine &line, Terminal &terminal)
 
 ExitCode runMigrate(const PluginCommandLine &line, const KubectlRunner &kubectl, Terminal &terminal)
 {
+	// Unreadable credentials are a usage error, found before the cluster
+	// is asked anything (as `ferry` does: nothing on stdout, exit 2).
+	std::optional<api::AgentCredentials> credentials;
+	if (!line.dryRun) {
+		for (auto [flag, path] : {std::pair{"--cacert", &line.access.caFile},
+					  std::pair{"--cert", &line.access.certFile}, std::pair{"--key", &line.access.keyFile}}) {
+			if (Status readable = checkReadable(flag, *path); !readable.ok())
+				return usageFailure(terminal, readable.error().what);
+		}
+		api::AgentCredentials base;
+		base.caFile = line.access.caFile;
+		base.certFile = line.access.certFile;
+		base.keyFile = line.access.keyFile;
+		base.timeout = line.access.timeout;
+		auto loaded = api::loadCredentials(line.access.tokenFile, base);
+		if (!loaded.ok())
+			return usageFailure(terminal, "--token-file: " + loaded.error().message());
+		credentials = std::move(*loaded);
+	}
+
 	const std::string podName =
 		(line.resolve.namespaceName.empty() ? std::string() : line.resolve.namespaceName + "/") + line.resolve.pod;
 	auto resolved = resolve(kubectl, line.resolve);
@@ -296,19 +328,6 @@ ExitCode runMigrate(const PluginCommandLine &line, const KubectlRunner &kubectl,
 		return ExitCode::Ok;
 	}
 
-	for (auto [flag, path] : {std::pair{"--cacert", &line.access.caFile}, std::pair{"--cert", &line.access.certFile},
-				  std::pair{"--key", &line.access.keyFile}}) {
-		if (Status readable = checkReadable(flag, *path); !readable.ok())
-			return report(line, terminal, "bad flag", readable.error(), ExitCode::Usage, false);
-	}
-	api::AgentCredentials base;
-	base.caFile = line.access.caFile;
-	base.certFile = line.access.certFile;
-	base.keyFile = line.access.keyFile;
-	base.timeout = line.access.timeout;
-	auto credentials = api::loadCredentials(line.access.tokenFile, base);
-	if (!credentials.ok())
-		return report(line, terminal, "--token-file", credentials.error(), ExitCode::Usage, false);
 	auto agent = api::AgentClient::connect(resolution.source.url, *credentials);
 	if (!agent.ok())
 		return report(line, terminal, "cannot reach the source agent " + resolution.source.url, agent.error(),
