@@ -101,6 +101,16 @@ const Option kOptions[] = {
 		 s.caFile = v;
 		 return {};
 	 }},
+	{"cert-file",
+	 [](HookSettings &s, std::string_view v) -> Status {
+		 s.certFile = v;
+		 return {};
+	 }},
+	{"key-file",
+	 [](HookSettings &s, std::string_view v) -> Status {
+		 s.keyFile = v;
+		 return {};
+	 }},
 	{"runtime",
 	 [](HookSettings &s, std::string_view v) -> Status {
 		 FERRY_TRY_ASSIGN(s.runtime, parseRuntimeField(v, "--runtime"));
@@ -148,7 +158,8 @@ Environment processEnvironment()
 Result<HookSettings> parseHookConfig(std::string_view json, HookSettings base)
 {
 	FERRY_TRY_ASSIGN(rapidjson::Document doc, parseJson(json, "hook config"));
-	static const std::set<std::string_view> kKnown = {"agent_url", "token_file", "ca_file", "runtime", "timeout_ms"};
+	static const std::set<std::string_view> kKnown = {"agent_url", "token_file", "ca_file", "cert_file",
+							   "key_file",  "runtime",    "timeout_ms"};
 	std::set<std::string_view> seen;
 	for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
 		std::string_view name(it->name.GetString(), it->name.GetStringLength());
@@ -172,6 +183,10 @@ Result<HookSettings> parseHookConfig(std::string_view json, HookSettings base)
 			base.tokenFile = std::move(value);
 		} else if (name == "ca_file") {
 			base.caFile = std::move(value);
+		} else if (name == "cert_file") {
+			base.certFile = std::move(value);
+		} else if (name == "key_file") {
+			base.keyFile = std::move(value);
 		} else {
 			FERRY_TRY_ASSIGN(base.runtime, parseRuntimeField(value, name));
 		}
@@ -263,8 +278,9 @@ Result<HookArguments> parseHookArguments(int argc, const char *const *argv, cons
 
 std::string hookUsage()
 {
-	return "Usage: ferry-oci-hook [--agent URL] [--token-file FILE] [--ca-file FILE] [--runtime runc|podman]\n"
-	       "                      [--timeout-ms N] [--config FILE] [poststart|poststop] < OCI-STATE\n"
+	return "Usage: ferry-oci-hook [--agent URL] [--token-file FILE] [--ca-file FILE] [--cert-file FILE]\n"
+	       "                      [--key-file FILE] [--runtime runc|podman] [--timeout-ms N] [--config FILE]\n"
+	       "                      [poststart|poststop] < OCI-STATE\n"
 	       "Registers a container annotated io.ferry.migratable=true with the local ferryd at poststart\n"
 	       "and deregisters it at poststop. Always exits 0: a hook that fails would fail the container.\n"
 	       "Without a stage, the state's status decides (\"stopped\": poststop). See docs/oci-hook.md.\n";

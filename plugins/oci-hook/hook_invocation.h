@@ -11,7 +11,8 @@
 //   2. the config file: --config FILE, else $FERRY_HOOK_CONFIG, else
 //      /etc/ferry/hook.json when it exists (docs/oci-hook.md);
 //   3. $FERRY_AGENT_URL, $FERRY_TOKEN_FILE;
-//   4. --agent, --token-file, --ca-file, --runtime, --timeout-ms.
+//   4. --agent, --token-file, --ca-file, --cert-file, --key-file,
+//      --runtime, --timeout-ms.
 // Runtimes start hooks with the environment of the hook's "env" list only,
 // not the runtime's own: 3 applies when that list sets them.
 //
@@ -54,6 +55,8 @@ struct HookSettings {
 	std::string agentUrl = kDefaultAgentUrl;
 	std::string tokenFile = kDefaultTokenFile; // "" = send no token
 	std::string caFile;                         // for an https agent; "" = the system's CAs
+	std::string certFile;                       // client certificate, for an agent with mutual TLS
+	std::string keyFile;                        // its key
 	std::optional<container::Runtime> runtime;  // unset: guessed from the state
 	std::chrono::milliseconds timeout = kDefaultTimeout; // stdin, connect and answer, in all
 };
@@ -70,7 +73,7 @@ using Environment = std::function<std::optional<std::string>(const char *name)>;
 Environment processEnvironment();
 
 // The config file's fields on top of `base`: "agent_url", "token_file",
-// "ca_file", "runtime", "timeout_ms". Strict: EINVAL naming the field for
+// "ca_file", "cert_file", "key_file", "runtime", "timeout_ms". Strict: EINVAL naming the field for
 // an unknown field, a wrong type, a bad runtime or a timeout outside
 // 1..kMaxTimeout.
 Result<HookSettings> parseHookConfig(std::string_view json, HookSettings base = {});

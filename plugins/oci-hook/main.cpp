@@ -110,6 +110,8 @@ Status run(int argc, char **argv)
 	transport::HttpClientOptions options;
 	options.baseUrl = settings.agentUrl;
 	options.caFile = settings.caFile;
+	options.certFile = settings.certFile;
+	options.keyFile = settings.keyFile;
 	FERRY_TRY_ASSIGN(api::AgentCredentials credentials, api::loadCredentials(settings.tokenFile));
 	options.bearerToken = credentials.token;
 	// What is left of the budget after stdin: connect and answer both fit.

@@ -82,13 +82,16 @@ TEST_CASE("defaults, then the config file, then the environment, then the flags"
 	CHECK_FALSE(defaults->stage.has_value());
 
 	TempFile file(R"({"agent_url":"http://198.51.100.1:7411","token_file":"/etc/ferry/hook-token",
-		"ca_file":"/etc/ferry/ca.pem","runtime":"podman","timeout_ms":250})");
+		"ca_file":"/etc/ferry/ca.pem","cert_file":"/etc/ferry/hook.crt","key_file":"/etc/ferry/hook.key",
+		"runtime":"podman","timeout_ms":250})");
 	auto fromFile = parse({"ferry-oci-hook", "--config", file.path});
 	REQUIRE_MESSAGE(fromFile.ok(), fromFile.error().message());
 	CHECK(fromFile->configFile == file.path);
 	CHECK(fromFile->settings.agentUrl == "http://198.51.100.1:7411");
 	CHECK(fromFile->settings.tokenFile == "/etc/ferry/hook-token");
 	CHECK(fromFile->settings.caFile == "/etc/ferry/ca.pem");
+	CHECK(fromFile->settings.certFile == "/etc/ferry/hook.crt");
+	CHECK(fromFile->settings.keyFile == "/etc/ferry/hook.key");
 	CHECK((fromFile->settings.runtime == container::Runtime::Podman));
 	CHECK(fromFile->settings.timeout == 250ms);
 
@@ -102,7 +105,7 @@ TEST_CASE("defaults, then the config file, then the environment, then the flags"
 	CHECK(viaEnv->settings.timeout == 250ms);
 
 	auto flags = parse({"ferry-oci-hook", "--agent=http://127.0.0.1:9", "--token-file", "", "--runtime", "runc",
-			    "--timeout-ms", "5", "--ca-file", "/ca"},
+			    "--timeout-ms", "5", "--ca-file", "/ca", "--cert-file", "/c", "--key-file=/k"},
 			   {{"FERRY_AGENT_URL", "http://198.51.100.9:1"}});
 	REQUIRE(flags.ok());
 	CHECK(flags->settings.agentUrl == "http://127.0.0.1:9");
@@ -110,6 +113,8 @@ TEST_CASE("defaults, then the config file, then the environment, then the flags"
 	CHECK((flags->settings.runtime == container::Runtime::Runc));
 	CHECK(flags->settings.timeout == 5ms);
 	CHECK(flags->settings.caFile == "/ca");
+	CHECK(flags->settings.certFile == "/c");
+	CHECK(flags->settings.keyFile == "/k");
 }
 
 TEST_CASE("the stage: a positional anywhere, argv[0], or none")
