@@ -96,7 +96,7 @@ ct_make_runc_bundle() {
 	case $program in
 	/*) ;;
 	*/*) program=$(readlink -f "$program") || return 1 ;;
-	*) program=$(command -v "$program" || echo "$program") ;;
+	*) program=$(type -P "$program" || echo "$program") ;;
 	esac
 	shift
 	set -- "$program" "$@"

@@ -255,11 +255,26 @@ TEST_CASE("runc: what cannot start is refused early, naming it")
 		// runc 1.1 reports a missing program at start, not at create.
 		Status started = (*created)->start();
 		REQUIRE_FALSE(started.ok());
-		CHECK(started.error().what.find("runc") != std::string::npos);
-		CAPTURE(started.error().message());
+		MESSAGE(started.error().message());
+		CHECK(started.error().what.find("nonexistent-program") != std::string::npos);
 	} else {
+		MESSAGE(created.error().message());
+		CHECK(created.error().what.find("runc cannot create the container: `runc --root") == 0);
 		CHECK(created.error().what.find("nonexistent-program") != std::string::npos);
 	}
+	CHECK(inspectContainer(host.options(), Runtime::Runc, "x").error().code == ENOENT);
+
+	// A namespace path that does not exist: runc refuses at create.
+	ContainerSpec good = spec;
+	good.bundle = host.dir() + "/ok";
+	ContainerStart elsewhere = startFor(host, good, sockets, host.dir() + "/work2");
+	elsewhere.netnsPath = "/run/netns/ferry-no-such-netns";
+	auto refused = createContainer(host.options(), elsewhere);
+	REQUIRE_FALSE(refused.ok());
+	MESSAGE(refused.error().message());
+	CHECK(refused.error().code == EIO);
+	CHECK(refused.error().what.find("ferry-no-such-netns") != std::string::npos);
+	CHECK(inspectContainer(host.options(), Runtime::Runc, "x").error().code == ENOENT);
 }
 
 TEST_CASE("podman: start runs the container with the sockets at 3 and 4")
