@@ -24,7 +24,8 @@ CT_RUNC_ROOT=$RUNC_A ct_runc_track "$E2E_CONTAINER"
 CT_RUNC_ROOT=$RUNC_B ct_runc_track "$NEW_NAME"
 
 e2e_start_agent a --runc-root "$RUNC_A" --handoff-socket "$E2E_WORK/handoff/a.sock"
-e2e_start_agent b --runc-root "$RUNC_B" --handoff-socket "$E2E_WORK/handoff/b.sock"
+# E2E_FAILPOINTS_B: for measurements, e.g. destination.skip_cork_kick=error.
+FERRY_FAILPOINTS=${E2E_FAILPOINTS_B:-} e2e_start_agent b --runc-root "$RUNC_B" --handoff-socket "$E2E_WORK/handoff/b.sock"
 e2e_address_add a "$SERVICE_CIDR"
 
 mapfile -t CT_ENV < <(e2e_container_env)
