@@ -212,7 +212,8 @@ int classifyKubectlError(std::string_view text)
 		return ECONNREFUSED;
 	// The user's invocation: a context or cluster the kubeconfig lacks, a
 	// kubeconfig that does not exist, a flag kubectl does not know.
-	if ((contains(text, "context \"") && contains(text, "does not exist")) || contains(text, "unknown flag") ||
+	if ((contains(text, "context \"") && contains(text, "does not exist")) ||
+	    contains(text, "context was not found for specified context") || contains(text, "unknown flag") ||
 	    contains(text, "unknown shorthand flag") || (contains(text, "stat ") && contains(text, "no such file")))
 		return EINVAL;
 	return 0;

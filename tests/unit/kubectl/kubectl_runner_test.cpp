@@ -106,6 +106,7 @@ TEST_CASE("classifyKubectlError: kubectl's messages, as kubectl prints them")
 				   "host or port?") == ECONNREFUSED);
 	CHECK(classifyKubectlError("Unable to connect to the server: dial tcp 10.0.0.1:6443: i/o timeout") == ECONNREFUSED);
 	CHECK(classifyKubectlError("error: context \"prod\" does not exist") == EINVAL);
+	CHECK(classifyKubectlError("Error in configuration: context was not found for specified context: prod") == EINVAL);
 	CHECK(classifyKubectlError("error: unknown flag: --bogus") == EINVAL);
 	CHECK(classifyKubectlError("error: stat /nope/config: no such file or directory") == EINVAL);
 	CHECK(classifyKubectlError("Error from server (InternalError): etcd leader changed") == 0);

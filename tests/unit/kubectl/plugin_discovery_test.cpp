@@ -113,3 +113,50 @@ TEST_CASE("kubectl hands the plugin its flags (-n, --context, -o) and environmen
 	REQUIRE(calls.size() == 2);
 	CHECK(calls[0] == std::vector<std::string>{"--context=prod", "get", "pod", "web-0", "--namespace=shop", "--output=json"});
 }
+
+TEST_CASE("the plugin runs the real kubectl from PATH: its errors come back quoted, with the right exit code")
+{
+	// No cluster and no kubeconfig here: kubectl's own refusals are what
+	// can be observed, and they are exactly what a user with a wrong
+	// context or no reachable API server sees.
+	CleanKubectl k;
+	Run context = k.run({"ferry", "migrate", "web-0", "--to-node", "worker-2", "--dry-run", "--context", "nope"});
+	CHECK(context.exitCode == 2);
+	CHECK_MESSAGE(contains(context.err, "kubectl ferry migrate: cannot resolve pod web-0: kubectl exited with 1: "),
+		      context.err);
+	CHECK(contains(context.err, "nope"));
+	CHECK(contains(context.err, "[command=kubectl --context=nope get pod web-0 --output=json]"));
+
+	test::TempDir dir;
+	Run kubeconfig = k.run({"ferry", "migrate", "web-0", "--to-node", "worker-2", "--dry-run", "--kubeconfig",
+				(dir.path / "missing").string()});
+	CHECK(kubeconfig.exitCode == 2);
+	CHECK_MESSAGE(contains(kubeconfig.err, (dir.path / "missing").string()), kubeconfig.err);
+}
+
+TEST_CASE("an API server that does not answer is exit 3, with kubectl's words")
+{
+	CleanKubectl k;
+	test::TempDir dir;
+	// Port 1 on loopback: nothing listens there, the connection is refused at once.
+	std::string kubeconfig = dir.file("config", "apiVersion: v1\n"
+						    "kind: Config\n"
+						    "clusters:\n"
+						    "- name: none\n"
+						    "  cluster:\n"
+						    "    server: https://127.0.0.1:1\n"
+						    "contexts:\n"
+						    "- name: none\n"
+						    "  context:\n"
+						    "    cluster: none\n"
+						    "    user: nobody\n"
+						    "current-context: none\n"
+						    "users:\n"
+						    "- name: nobody\n"
+						    "  user:\n"
+						    "    token: not-a-real-token\n");
+	Run run = k.run({"ferry", "migrate", "web-0", "--to-node", "worker-2", "--dry-run", "--kubeconfig", kubeconfig});
+	CHECK_MESSAGE(run.exitCode == 3, run.err);
+	CHECK(contains(run.err, "127.0.0.1:1"));
+	CHECK(contains(run.err, "can kubectl reach the cluster?"));
+}
