@@ -334,7 +334,9 @@ public:
 				   "--network", "ns:" + start_.netnsPath});
 		for (const std::string &entry : spec.environment) {
 			std::string_view name = std::string_view(entry).substr(0, entry.find('='));
-			if (start_.environment.count(std::string(name)) == 0)
+			bool handoff = std::find(std::begin(kHandoffVariables), std::end(kHandoffVariables), name) !=
+				       std::end(kHandoffVariables);
+			if (!handoff && start_.environment.count(std::string(name)) == 0)
 				argv.insert(argv.end(), {"-e", entry});
 		}
 		for (const auto &[name, value] : start_.environment)

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <string_view>
 
 #include "base/unique_fd.h"
 
@@ -55,6 +56,7 @@ struct ChildPlan {
 	std::vector<int> sources;
 	std::vector<int> copies;
 	std::vector<char *> argv;
+	std::vector<char *> envp;
 	std::vector<const char *> candidates;
 };
 
@@ -128,7 +130,7 @@ int moveAbove(int fd, int floor, int errorFd)
 	for (const char *candidate : plan.candidates) {
 		if (!candidate)
 			break;
-		::execve(candidate, plan.argv.data(), environ);
+		::execve(candidate, plan.argv.data(), plan.envp.data());
 		if (errno != ENOENT && errno != ENOTDIR && errno != EACCES)
 			lastError = errno;
 		else if (errno == EACCES && lastError == ENOENT)
@@ -136,6 +138,27 @@ int moveAbove(int fd, int floor, int errorFd)
 	}
 	errno = lastError;
 	childFail(errorFd, 2);
+}
+
+// The agent's environment without what would make a runtime treat the
+// agent's own service manager protocol as the container's: podman reads
+// LISTEN_FDS/LISTEN_PID (socket activation) and NOTIFY_SOCKET (sd_notify
+// proxying) from its environment, and ferryd may run under systemd with
+// them set.
+std::vector<char *> runtimeEnvironment()
+{
+	constexpr std::string_view kDropped[] = {"LISTEN_FDS=", "LISTEN_FDNAMES=", "LISTEN_PID=", "NOTIFY_SOCKET="};
+	std::vector<char *> out;
+	for (char **entry = environ; entry && *entry; entry++) {
+		std::string_view item(*entry);
+		bool dropped = false;
+		for (std::string_view prefix : kDropped)
+			dropped = dropped || item.substr(0, prefix.size()) == prefix;
+		if (!dropped)
+			out.push_back(*entry);
+	}
+	out.push_back(nullptr);
+	return out;
 }
 
 std::vector<std::string> executableCandidates(const std::string &file)
@@ -289,6 +312,7 @@ Result<CommandOutput> runCommand(const std::vector<std::string> &argv, const Com
 	for (std::string &arg : argvStorage)
 		plan.argv.push_back(arg.data());
 	plan.argv.push_back(nullptr);
+	plan.envp = runtimeEnvironment();
 	for (const std::string &candidate : candidates)
 		plan.candidates.push_back(candidate.c_str());
 	plan.candidates.push_back(nullptr);

@@ -6,7 +6,10 @@
 //
 // The argv is executed directly (no shell), found along the agent's PATH
 // as execvp(3) would. The child gets /dev/null as stdin, its own session,
-// default signal dispositions, the agent's environment, and no fd of the
+// default signal dispositions, the agent's environment without
+// LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID and NOTIFY_SOCKET (the agent's
+// own service manager's, which podman would otherwise hand on to the
+// container), and no fd of the
 // agent except the ones listed in CommandOptions::passFds, which land at
 // fds 3, 4, ... in order (what `runc create --preserve-fds N` and `podman
 // run --preserve-fds N` hand on to the container).

@@ -237,8 +237,10 @@ Result<std::string> rewriteRuncConfig(std::string_view configJson, const RuncCon
 	else
 		process->AddMember("env", env, a);
 
-	if (!doc.HasMember("mounts") || !doc["mounts"].IsArray())
-		doc.RemoveMember("mounts"), doc.AddMember("mounts", Value(rapidjson::kArrayType), a);
+	if (!doc.HasMember("mounts") || !doc["mounts"].IsArray()) {
+		doc.RemoveMember("mounts");
+		doc.AddMember("mounts", Value(rapidjson::kArrayType), a);
+	}
 	Value &mounts = doc["mounts"];
 	for (auto it = mounts.Begin(); it != mounts.End();) {
 		if (stringMember(*it, "destination") == kContainerManifestPath) {
@@ -270,8 +272,10 @@ Result<std::string> rewriteRuncConfig(std::string_view configJson, const RuncCon
 	// The source container may still hold its cgroup (same machine, or a
 	// rollback): runc derives a fresh path from the new container's id.
 	linux.RemoveMember("cgroupsPath");
-	if (!linux.HasMember("namespaces") || !linux["namespaces"].IsArray())
-		linux.RemoveMember("namespaces"), linux.AddMember("namespaces", Value(rapidjson::kArrayType), a);
+	if (!linux.HasMember("namespaces") || !linux["namespaces"].IsArray()) {
+		linux.RemoveMember("namespaces");
+		linux.AddMember("namespaces", Value(rapidjson::kArrayType), a);
+	}
 	Value &namespaces = linux["namespaces"];
 	bool found = false;
 	for (Value &ns : namespaces.GetArray()) {

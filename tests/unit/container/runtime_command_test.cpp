@@ -131,3 +131,18 @@ TEST_CASE("errors quote the command and the end of its stderr")
 			"level=error msg=\"container does not exist\"");
 	CHECK(describeCommand({"a", "it's", ""}) == "a 'it'\\''s' ''");
 }
+
+TEST_CASE("the agent's own socket activation and notify socket do not reach a runtime")
+{
+	::setenv("LISTEN_FDS", "3", 1);
+	::setenv("LISTEN_PID", "1", 1);
+	::setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+	::setenv("FERRY_KEPT", "yes", 1);
+	auto r = runCommand({"sh", "-c", "echo ${LISTEN_FDS:-none} ${LISTEN_PID:-none} ${NOTIFY_SOCKET:-none} $FERRY_KEPT"}, {});
+	::unsetenv("LISTEN_FDS");
+	::unsetenv("LISTEN_PID");
+	::unsetenv("NOTIFY_SOCKET");
+	::unsetenv("FERRY_KEPT");
+	REQUIRE(r.ok());
+	CHECK(r->out == "none none none yes\n");
+}
