@@ -7,6 +7,10 @@
 #   (c) a real `runc run -d` of a busybox container whose config.json
 #       carries the hook at poststart and poststop: listed while it runs,
 #       gone after `runc delete --force`;
+#   (e) podman with configs/hooks.d/ferry.json (one args list for both
+#       stages: the hook reads the stage from the state's status): an
+#       annotated container is listed, an unannotated one is not, and
+#       `podman rm -f` deregisters it;
 #   (d) the registry survives an agent restart (SIGKILL, same state dir);
 #   (b) fail-open: a listener that never answers, a port nobody listens
 #       on, the agent killed, bad stdin: the hook exits 0 within its
@@ -28,12 +32,19 @@ e2e_init "$1" "$2" "$3" "$4"
 RUNC_ROOT=$E2E_WORK/runc
 CONTAINER=fe2e$$-web
 RUNC_CREATED=""
+PODMAN_USED=""
+# podman with storage of its own under the test's directory, no systemd.
+PODMAN=(podman --root "$E2E_WORK/podman/root" --runroot "$E2E_WORK/podman/run" --tmpdir "$E2E_WORK/podman/run/tmp"
+	--cgroup-manager cgroupfs --events-backend file --hooks-dir "$E2E_WORK/hooks.d")
 
 oci_cleanup() {
 	local status=$?
 	set +e
 	if [[ -n $RUNC_CREATED ]]; then
 		nsenter --net="/run/netns/$(e2e_ns a)" runc --root "$RUNC_ROOT" delete --force "$CONTAINER" >/dev/null 2>&1
+	fi
+	if [[ -n $PODMAN_USED ]]; then
+		nsenter --net="/run/netns/$(e2e_ns a)" "${PODMAN[@]}" rm -f -a >/dev/null 2>&1
 	fi
 	(exit "$status")
 	e2e_cleanup
@@ -175,6 +186,39 @@ e2e_check "after runc delete --force the poststop hook deregistered it"
 [[ -z $(listed_ids) ]] || e2e_fail "still listed: $(cat "$E2E_WORK/reply")"
 grep -q "container deregistered container=$CONTAINER" "$E2E_WORK/a/ferryd.log" ||
 	e2e_fail "ferryd logged no deregistration of $CONTAINER (the entry may only have been dropped as dead)"
+
+# --- (e) podman with the hooks.d file --------------------------------------
+mkdir -p "$E2E_WORK/hooks.d" "$E2E_WORK/podman/run/tmp"
+python3 - "$E2E_HERE/../../configs/hooks.d/ferry.json" "$E2E_WORK/hooks.d/ferry.json" "$HOOK" "$URL" "$TOKEN" <<'EOF'
+import json, sys
+source, dest, hook, url, token = sys.argv[1:6]
+config = json.load(open(source))
+# The shipped file, with the built binary and this agent.
+config["hook"]["path"] = hook
+config["hook"]["args"] += ["--agent", url, "--token-file", token]
+json.dump(config, open(dest, "w"))
+EOF
+podman_run() { # NAME [PODMAN RUN ARGS...]: prints the container id
+	local name=$1
+	shift
+	PODMAN_USED=1
+	nsenter --net="/run/netns/$(e2e_ns a)" "${PODMAN[@]}" run -d --name "$name" --network none \
+		--ulimit nofile=1024:1024 --ulimit nproc=4096:4096 "$@" --rootfs "$BUNDLE/rootfs" /bin/busybox sleep 1000 \
+		2>"$E2E_WORK/podman.err" || e2e_fail "podman run $name failed: $(cat "$E2E_WORK/podman.err")"
+}
+PODMAN_USED=1
+podman_id=$(podman_run fe2e-pod --annotation io.ferry.migratable=true)
+plain_id=$(podman_run fe2e-plain)
+podman_pid=$("${PODMAN[@]}" inspect --format '{{.State.Pid}}' "$podman_id")
+e2e_check "podman: the annotated container ${podman_id:0:12} (pid $podman_pid) is listed, the plain one ${plain_id:0:12} is not"
+[[ $(listed_ids) == "$podman_id" ]] || e2e_fail "listed: $(cat "$E2E_WORK/reply")"
+check_entry "$podman_id" "$podman_pid" podman "$E2E_WORK/podman/root/overlay-containers/$podman_id/userdata"
+nsenter --net="/run/netns/$(e2e_ns a)" "${PODMAN[@]}" rm -f "$podman_id" "$plain_id" >/dev/null 2>"$E2E_WORK/podman.err" ||
+	e2e_fail "podman rm failed: $(cat "$E2E_WORK/podman.err")"
+e2e_check "podman rm -f: the poststop hook (stage from the status) deregistered it"
+[[ -z $(listed_ids) ]] || e2e_fail "still listed: $(cat "$E2E_WORK/reply")"
+grep -q "container deregistered container=$podman_id" "$E2E_WORK/a/ferryd.log" ||
+	e2e_fail "ferryd logged no deregistration of $podman_id"
 
 # --- (d) the registry survives an agent restart ---------------------------
 hook_run "$E2E_WORK/state-start.json" "${HOOK_ARGS[@]}" poststart
