@@ -1,10 +1,12 @@
 #include "container/container_runtime.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <system_error>
 #include <thread>
@@ -207,6 +209,20 @@ Result<ContainerInfo> inspectRaw(const RuntimeOptions &options, Runtime runtime,
 
 // --- runc on the destination ---
 
+// "<name>-ferry-<8 hex>": the destination container's cgroup leaf. Random,
+// not derived from the name alone: two agents on one machine (the tests'
+// hosts) start containers of the same name while the source still holds
+// its cgroup.
+Result<std::string> uniqueCgroupLeaf(const std::string &name)
+{
+	uint32_t random = 0;
+	if (::getrandom(&random, sizeof(random), 0) != static_cast<ssize_t>(sizeof(random)))
+		return errnoError("cannot draw a random cgroup name");
+	char hex[9];
+	std::snprintf(hex, sizeof(hex), "%08x", random);
+	return name + "-ferry-" + hex;
+}
+
 class RuncContainer final : public CreatedContainer {
 public:
 	RuncContainer(RuntimeOptions options, std::string name, std::string workDirectory)
@@ -280,6 +296,7 @@ Result<std::unique_ptr<CreatedContainer>> createRunc(const RuntimeOptions &optio
 	rewrite.netnsPath = start.netnsPath;
 	rewrite.environment = start.environment;
 	rewrite.manifestPath = start.manifestPath;
+	FERRY_TRY_ASSIGN(rewrite.cgroupLeaf, uniqueCgroupLeaf(spec.name));
 	auto rewritten = rewriteRuncConfig(config, rewrite);
 	if (!rewritten)
 		return std::move(rewritten).error().at("bundle", spec.bundle);

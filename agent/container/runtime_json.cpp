@@ -270,8 +270,20 @@ Result<std::string> rewriteRuncConfig(std::string_view configJson, const RuncCon
 		return makeError("the bundle's config.json has no linux section", EINVAL);
 	Value &linux = doc["linux"];
 	// The source container may still hold its cgroup (same machine, or a
-	// rollback): runc derives a fresh path from the new container's id.
+	// rollback): the new one gets a cgroup of its own next to it.
+	std::string sourceCgroup = stringMember(linux, "cgroupsPath");
 	linux.RemoveMember("cgroupsPath");
+	if (!rewrite.cgroupLeaf.empty()) {
+		std::string path;
+		if (size_t colon = sourceCgroup.rfind(':'); colon != std::string::npos) {
+			path = sourceCgroup.substr(0, colon + 1) + rewrite.cgroupLeaf;
+		} else {
+			size_t slash = sourceCgroup.rfind('/');
+			std::string parent = slash == std::string::npos ? std::string() : sourceCgroup.substr(0, slash);
+			path = parent + "/" + rewrite.cgroupLeaf;
+		}
+		linux.AddMember("cgroupsPath", stringValue(path, a), a);
+	}
 	if (!linux.HasMember("namespaces") || !linux["namespaces"].IsArray()) {
 		linux.RemoveMember("namespaces");
 		linux.AddMember("namespaces", Value(rapidjson::kArrayType), a);

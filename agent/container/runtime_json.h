@@ -42,6 +42,12 @@ struct RuncConfigRewrite {
 	std::string netnsPath;          // the network namespace to join
 	std::map<std::string, std::string> environment; // set in process.env (replacing same-named entries)
 	std::string manifestPath;       // bound read-only at kContainerManifestPath; empty: none
+	// The new container's own cgroup: linux.cgroupsPath becomes the
+	// source's parent cgroup (the root when it had none) + "/" + cgroupLeaf
+	// (systemd form "slice:prefix:name": the name is replaced). Empty:
+	// cgroupsPath is dropped and runc derives "/<id>", which is the source
+	// container's own cgroup when both have the same id on one machine.
+	std::string cgroupLeaf;
 };
 
 // The rewritten config.json: root.path absolute into the source bundle
@@ -49,8 +55,9 @@ struct RuncConfigRewrite {
 // network namespace entry pointing at netnsPath, kHandoffVariables and the
 // `environment` names replaced by `environment`, a read-only bind of the
 // manifest file at kContainerManifestPath (replacing an earlier one),
-// linux.cgroupsPath dropped (runc derives a fresh one from the new id; the
-// source may still hold the old one), process.terminal false. Everything
+// linux.cgroupsPath set from cgroupLeaf (never the source's: a source on
+// the same machine still holds it, frozen, and runc refuses a frozen
+// cgroup or, worse, shares a live one), process.terminal false. Everything
 // else (hooks, annotations, capabilities, other namespaces) is kept.
 // EINVAL when the input is not an OCI config runc could run.
 Result<std::string> rewriteRuncConfig(std::string_view configJson, const RuncConfigRewrite &rewrite);

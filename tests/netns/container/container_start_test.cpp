@@ -185,6 +185,41 @@ TEST_CASE("runc: create holds the sockets, start runs the container with them")
 	CHECK_FALSE(processAlive(pid));
 }
 
+TEST_CASE("runc: the same container name on the same machine while the source is paused")
+{
+	// Two agents' hosts on one machine, as in the e2e tests: the source
+	// still holds its cgroup, paused, when the destination starts a
+	// container of the same name from the same bundle.
+	ContainerHost source("runcsrc");
+	ContainerHost destination("runcdst2");
+	std::string bundle = source.makeBundle("web", std::string("sh -c '") + kReportScript + "'");
+	source.runRunc("web", bundle);
+	auto original = inspectContainer(source.options(), Runtime::Runc, "web");
+	REQUIRE_MESSAGE(original.ok(), original.error().message());
+	REQUIRE(pauseContainer(source.options(), *original).ok());
+
+	SocketSet sockets = makeSockets(destination);
+	ContainerStart start = startFor(destination, original->spec, sockets, destination.dir() + "/work");
+	REQUIRE(checkCanStart(destination.options(), original->spec).ok());
+	auto created = createContainer(destination.options(), start);
+	REQUIRE_MESSAGE(created.ok(), created.error().message());
+	Status started = (*created)->start();
+	REQUIRE_MESSAGE(started.ok(), started.error().message());
+	checkReport(readReport(sockets.peer.get()), sockets);
+
+	auto moved = inspectContainer(destination.options(), Runtime::Runc, "web");
+	REQUIRE(moved.ok());
+	CHECK(moved->cgroup != original->cgroup);
+	CHECK(moved->status == "running");
+	// Destroying the source after commit leaves the destination alone.
+	REQUIRE(destroyContainer(source.options(), Runtime::Runc, "web").ok());
+	CHECK_FALSE(processAlive(original->pid));
+	CHECK(processAlive(moved->pid));
+	CHECK(inspectContainer(destination.options(), Runtime::Runc, "web")->status == "running");
+	CHECK(destroyContainer(destination.options(), Runtime::Runc, "web").ok());
+	CHECK_FALSE(pathExists(moved->cgroup));
+}
+
 TEST_CASE("runc: destroy before start leaves nothing behind")
 {
 	ContainerHost host("runcabort");

@@ -247,3 +247,22 @@ TEST_CASE("config.json that runc could not run is refused")
 	CHECK(rewriteRuncConfig(R"({"process":{}})", rewrite).error().code == EINVAL);
 	CHECK(rewriteRuncConfig(R"({"root":{"path":"r"},"process":{}})", rewrite).error().code == EINVAL);
 }
+
+TEST_CASE("config.json rewrite: the destination's cgroup sits next to the source's, never on it")
+{
+	auto cgroupAfter = [](const std::string &linux) {
+		std::string source = R"({"root":{"path":"/r"},"process":{"args":["sh"]},"linux":)" + linux + "}";
+		RuncConfigRewrite rewrite;
+		rewrite.sourceBundle = "/b";
+		rewrite.netnsPath = "/run/netns/x";
+		rewrite.cgroupLeaf = "web-ferry-0a1b2c3d";
+		auto text = rewriteRuncConfig(source, rewrite);
+		REQUIRE(text.ok());
+		auto doc = parseJson(*text);
+		return std::string(doc["linux"]["cgroupsPath"].GetString());
+	};
+	CHECK(cgroupAfter(R"({})") == "/web-ferry-0a1b2c3d");
+	CHECK(cgroupAfter(R"({"cgroupsPath":"/web"})") == "/web-ferry-0a1b2c3d");
+	CHECK(cgroupAfter(R"({"cgroupsPath":"/pods/p1/web"})") == "/pods/p1/web-ferry-0a1b2c3d");
+	CHECK(cgroupAfter(R"({"cgroupsPath":"system.slice:runc:web"})") == "system.slice:runc:web-ferry-0a1b2c3d");
+}
