@@ -61,10 +61,12 @@ bool readString(const Value &object, const char *name, std::string &out)
 Result<std::vector<RegisteredContainer>> decodeFile(const std::string &text)
 {
 	auto bad = [](const std::string &what) { return makeError("container registry: " + what, EINVAL); };
-	rapidjson::Document doc;
-	doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(text.data(), text.size());
-	if (doc.HasParseError())
-		return bad("not valid JSON at offset " + std::to_string(doc.GetErrorOffset()));
+	rapidjson::Document parsed;
+	parsed.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(text.data(), text.size());
+	if (parsed.HasParseError())
+		return bad("not valid JSON at offset " + std::to_string(parsed.GetErrorOffset()));
+	// Const iterators: RapidJSON's mutable ones compare ambiguously in C++20.
+	const Value &doc = parsed;
 	if (!doc.IsObject())
 		return bad("expected an object");
 	auto version = doc.FindMember("version");

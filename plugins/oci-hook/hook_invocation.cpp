@@ -157,7 +157,9 @@ Environment processEnvironment()
 
 Result<HookSettings> parseHookConfig(std::string_view json, HookSettings base)
 {
-	FERRY_TRY_ASSIGN(rapidjson::Document doc, parseJson(json, "hook config"));
+	FERRY_TRY_ASSIGN(rapidjson::Document parsed, parseJson(json, "hook config"));
+	// Const iterators: RapidJSON's mutable ones compare ambiguously in C++20.
+	const Value &doc = parsed;
 	static const std::set<std::string_view> kKnown = {"agent_url", "token_file", "ca_file", "cert_file",
 							   "key_file",  "runtime",    "timeout_ms"};
 	std::set<std::string_view> seen;
@@ -290,7 +292,8 @@ Result<OciState> parseOciState(std::string_view json)
 {
 	if (json.size() > kMaxStateBytes)
 		return makeError("state: larger than " + std::to_string(kMaxStateBytes) + " bytes", E2BIG);
-	FERRY_TRY_ASSIGN(rapidjson::Document doc, parseJson(json, "state"));
+	FERRY_TRY_ASSIGN(rapidjson::Document parsed, parseJson(json, "state"));
+	const Value &doc = parsed;
 	OciState state;
 	auto text = [&](const char *name, std::string &into, bool required) -> Status {
 		auto it = doc.FindMember(name);
