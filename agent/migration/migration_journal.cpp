@@ -73,13 +73,16 @@ Result<JournalEntry> decodeEntry(std::string_view line)
 	doc.Parse(line.data(), line.size());
 	if (doc.HasParseError() || !doc.IsObject())
 		return makeError("journal line is not a JSON object", EINVAL);
-	auto seq = doc.FindMember("seq");
-	auto time = doc.FindMember("time_us");
-	auto step = doc.FindMember("step");
-	auto fields = doc.FindMember("fields");
-	if (seq == doc.MemberEnd() || !seq->value.IsUint64() || time == doc.MemberEnd() ||
-	    !time->value.IsUint64() || step == doc.MemberEnd() || !step->value.IsString() ||
-	    fields == doc.MemberEnd() || !fields->value.IsObject())
+	// Read through a const view: clang rejects comparing RapidJSON's
+	// mutable member iterators (-Wambiguous-reversed-operator).
+	const rapidjson::Value &root = doc;
+	auto seq = root.FindMember("seq");
+	auto time = root.FindMember("time_us");
+	auto step = root.FindMember("step");
+	auto fields = root.FindMember("fields");
+	if (seq == root.MemberEnd() || !seq->value.IsUint64() || time == root.MemberEnd() ||
+	    !time->value.IsUint64() || step == root.MemberEnd() || !step->value.IsString() ||
+	    fields == root.MemberEnd() || !fields->value.IsObject())
 		return makeError("journal line lacks seq, time_us, step or fields", EINVAL);
 	JournalEntry entry;
 	entry.seq = seq->value.GetUint64();
