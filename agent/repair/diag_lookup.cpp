@@ -14,10 +14,13 @@
 #include <cstddef>
 #include <cstring>
 
+#include "base/log.h"
 #include "base/unique_fd.h"
 #include "tcp_info_ext.h"
 
 namespace ferry::repair {
+
+FERRY_DECLARE_LOG_CATEGORY(logRepair);
 
 namespace {
 
@@ -274,7 +277,7 @@ Status requireAdmin(bool any, bool sawMark)
 
 } // namespace
 
-Result<SocketCensus> SocketCensus::take(std::span<const FlowId> flows)
+Result<SocketCensus> SocketCensus::take(std::span<const FlowId> flows, const CensusOptions &options)
 {
 	FERRY_TRY_ASSIGN(UniqueFd nl, openDiagSocket());
 	int size = kLookupReceiveBuffer;
@@ -366,10 +369,11 @@ Result<SocketCensus> SocketCensus::take(std::span<const FlowId> flows)
 	census.entries_.erase(std::unique(census.entries_.begin(), census.entries_.end(),
 	                                  [](const CensusEntry &a, const CensusEntry &b) { return a.cookie == b.cookie; }),
 	                      census.entries_.end());
+	census.addIterated(options);
 	return census;
 }
 
-Result<SocketCensus> SocketCensus::take()
+Result<SocketCensus> SocketCensus::take(const CensusOptions &options)
 {
 	FERRY_TRY_ASSIGN(UniqueFd nl, openDiagSocket());
 	SocketCensus census;
@@ -423,7 +427,33 @@ Result<SocketCensus> SocketCensus::take()
 	FERRY_TRY(requireAdmin(!census.entries_.empty(), sawMark));
 	std::sort(census.entries_.begin(), census.entries_.end(),
 	          [](const CensusEntry &a, const CensusEntry &b) { return a.cookie < b.cookie; });
+	census.addIterated(options);
 	return census;
+}
+
+void SocketCensus::addIterated(const CensusOptions &options)
+{
+	if (!options.socketIterator || entries_.empty())
+		return;
+	// Unavailable: logged once by shared(); the census stays as it is.
+	Result<const SocketIterator *> iterator = SocketIterator::shared();
+	if (!iterator)
+		return;
+	Result<std::vector<IteratedSocket>> sockets = (*iterator)->read();
+	if (!sockets) {
+		FERRY_LOG(logRepair, Warn) << "the BPF socket iterator failed; this census leaves the user options to getsockopt"
+		                           << kv("reason", sockets.error().message());
+		return;
+	}
+	for (IteratedSocket &s : *sockets) {
+		auto it = std::lower_bound(entries_.begin(), entries_.end(), s.cookie,
+		                           [](const CensusEntry &e, uint64_t c) { return e.cookie < c; });
+		// The same socket in the same state in both passes; one that
+		// changed between them is read with getsockopt.
+		if (it != entries_.end() && it->cookie == s.cookie && it->family == s.family && it->state == s.state)
+			it->iterated = std::move(s);
+	}
+	iterated_ = true;
 }
 
 const CensusEntry *SocketCensus::find(uint64_t cookie) const

@@ -27,6 +27,7 @@
 
 #include "base/error.h"
 #include "base/flow.h"
+#include "socket_iterator.h"
 
 namespace ferry::repair {
 
@@ -84,6 +85,20 @@ struct CensusEntry {
 		uint32_t sendQueued = 0;       // SK_MEMINFO_WMEM_QUEUED
 	};
 	std::optional<Memory> memory;
+
+	// The user options, urgent-data state and MSS clamp the BPF socket
+	// iterator read (socket_iterator.h), when the census could run it and
+	// the iterator saw the socket in the same state as sock_diag did.
+	std::optional<IteratedSocket> iterated;
+};
+
+// How a census is taken.
+struct CensusOptions {
+	// Adds the BPF socket iterator's facts to the entries (one more pass
+	// over the namespace). When the iterator is unavailable, or with this
+	// off, the census is what it is without BPF and snapshot() reads those
+	// options with getsockopt; the snapshots are the same either way.
+	bool socketIterator = true;
 };
 
 // A point-in-time list of the TCP sockets of one network namespace in the
@@ -103,6 +118,14 @@ struct CensusEntry {
 // A socket made after the census is not in it; snapshot() falls back to
 // reading everything itself for those.
 //
+// The BPF pass. Unless CensusOptions says otherwise, the census also runs
+// the BPF socket iterator (socket_iterator.h) over the namespace and keeps,
+// for each entry, the user options no sock_diag attribute carries; with
+// them snapshot() of a listed socket needs no getsockopt for its options.
+// When BPF cannot be used (no CAP_BPF/CAP_SYS_ADMIN, no BTF, an old
+// kernel) the reason is logged once and the census is as before;
+// iterated() tells which.
+//
 // Requirements: CAP_NET_ADMIN over the namespace (without it the kernel
 // leaves out MD5, ULP and mark, and take() refuses rather than report a
 // census that would say "no MD5 keys" for every socket).
@@ -111,14 +134,17 @@ struct CensusEntry {
 // kernel's whole established hash table (its size is set at boot,
 // tcp_ehash_entries), a fixed cost of a few milliseconds, plus about a
 // microsecond per socket in the namespace. take(flows) costs about a
-// microsecond per flow and nothing fixed. Immutable once taken; may be
-// read from several threads.
+// microsecond per flow and nothing fixed. The BPF pass walks the listening
+// and established hash tables once more (the iterator has no lookup by
+// flow; ~2 ms here) and spends about a microsecond per socket of the
+// namespace, migrated or not; the program is loaded once per process. Immutable once taken; may be read
+// from several threads.
 class SocketCensus {
 public:
 	// Dumps the calling thread's network namespace. Fails if sock_diag is
 	// unavailable (ENOENT: the tcp_diag module is missing) or the caller
 	// lacks CAP_NET_ADMIN over the namespace (EPERM).
-	static Result<SocketCensus> take();
+	static Result<SocketCensus> take(const CensusOptions &options = {});
 
 	// Lists only the sockets of `flows` (each named with its socket's own
 	// family: AF_INET6 for IPv4-mapped flows), with exact sock_diag lookups
@@ -127,7 +153,7 @@ public:
 	// the flows are known (discovery listed them), as in a migration. A
 	// flow without a socket here, or in a state the census does not list,
 	// is left out. Same errors as take().
-	static Result<SocketCensus> take(std::span<const FlowId> flows);
+	static Result<SocketCensus> take(std::span<const FlowId> flows, const CensusOptions &options = {});
 
 	// The entry for the socket with this cookie, or nullptr if the census
 	// does not know it (made later, another namespace, or a state the
@@ -136,8 +162,16 @@ public:
 
 	size_t size() const { return entries_.size(); }
 
+	// Whether the BPF socket iterator's pass ran (entries it saw carry
+	// `iterated`).
+	bool iterated() const { return iterated_; }
+
 private:
+	// Runs the BPF pass and attaches its records to the entries.
+	void addIterated(const CensusOptions &options);
+
 	std::vector<CensusEntry> entries_; // sorted by cookie
+	bool iterated_ = false;
 };
 
 } // namespace ferry::repair

@@ -9,6 +9,7 @@
 #include <cerrno>
 
 #include "base/unique_fd.h"
+#include "socket_iterator.h"
 
 namespace ferry::repair {
 
@@ -63,6 +64,8 @@ KernelFeatures probeKernelFeatures()
 {
 	KernelFeatures f;
 	f.ipv6 = static_cast<bool>(tcpSocket(AF_INET6));
+	// Loads the process's iterator once; a failure is logged there.
+	f.bpfSocketIterator = SocketIterator::shared().ok();
 
 	UniqueFd fd = tcpSocket(AF_INET);
 	if (!fd)
@@ -121,6 +124,7 @@ std::string KernelFeatures::describe() const
 	s.append(" tcp_md5=").append(yesNo(tcpMd5));
 	s.append(" tcp_ao=").append(yesNo(tcpAo));
 	s.append(" ipv6=").append(yesNo(ipv6));
+	s.append(" bpf_socket_iterator=").append(yesNo(bpfSocketIterator));
 	return s;
 }
 

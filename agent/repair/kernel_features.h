@@ -22,6 +22,11 @@ struct KernelFeatures {
 	bool tcpMd5 = false;           // CONFIG_TCP_MD5SIG: MD5-signed connections exist and are refused
 	bool tcpAo = false;            // CONFIG_TCP_AO: TCP-AO connections exist and are refused
 	bool ipv6 = false;             // AF_INET6 sockets can be created
+	// The BPF TCP socket iterator loads (socket_iterator.h: BTF, Linux >=
+	// 5.15, CAP_BPF with CAP_PERFMON or CAP_SYS_ADMIN): a SocketCensus then
+	// carries the user options, and snapshot() reads none of them itself.
+	// Source-side only, like tcp_md5/tcp_ao: not in toMap().
+	bool bpfSocketIterator = false;
 
 	// "repair=yes repair_window=yes ..." for logs and negotiation.
 	std::string describe() const;

@@ -132,7 +132,22 @@ struct Known {
 	// at the end of the snapshot, which compares the socket's receive
 	// counters with the census's.
 	bool fresh = false;
+	// The BPF socket iterator's record of the socket, used under the same
+	// proof as `fresh` (the window clamp and the urgent-data state change
+	// when segments arrive); null when the census has none.
+	const IteratedSocket *iterated = nullptr;
 };
+
+// An int option: from the iterator's record where it proves it (the value
+// getsockopt() answers), else from getsockopt().
+Result<int> optionInt(int fd, const IteratedSocket *iterated, SocketFact fact, int level, int name, const char *what)
+{
+	if (iterated) {
+		if (std::optional<int> value = iterated->get(fact))
+			return *value;
+	}
+	return getInt(fd, level, name, what);
+}
 
 Result<TcpInfoExt> tcpInfoExt(int fd)
 {
@@ -164,16 +179,21 @@ Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o, cons
                        const SnapshotOptions &options, std::optional<CensusEntry::Memory> &memory)
 {
 	const CensusEntry *census = known.fresh ? known.entry : nullptr;
-	FERRY_TRY_ASSIGN(int noDelay, getInt(fd, SOL_TCP, TCP_NODELAY, "TCP_NODELAY"));
-	FERRY_TRY_ASSIGN(int cork, getInt(fd, SOL_TCP, TCP_CORK, "TCP_CORK"));
-	FERRY_TRY_ASSIGN(int keepAlive, getInt(fd, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE"));
-	FERRY_TRY_ASSIGN(o.keepIdle, getInt(fd, SOL_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE"));
-	FERRY_TRY_ASSIGN(o.keepInterval, getInt(fd, SOL_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL"));
-	FERRY_TRY_ASSIGN(o.keepCount, getInt(fd, SOL_TCP, TCP_KEEPCNT, "TCP_KEEPCNT"));
-	FERRY_TRY_ASSIGN(int userTimeout, getInt(fd, SOL_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT"));
-	FERRY_TRY_ASSIGN(int lowat, getInt(fd, SOL_TCP, TCP_NOTSENT_LOWAT, "TCP_NOTSENT_LOWAT"));
-	FERRY_TRY_ASSIGN(o.windowClamp, getInt(fd, SOL_TCP, TCP_WINDOW_CLAMP, "TCP_WINDOW_CLAMP"));
-	FERRY_TRY_ASSIGN(o.linger2, getInt(fd, SOL_TCP, TCP_LINGER2, "TCP_LINGER2"));
+	const IteratedSocket *it = known.iterated;
+	FERRY_TRY_ASSIGN(int noDelay, optionInt(fd, it, SocketFact::NoDelay, SOL_TCP, TCP_NODELAY, "TCP_NODELAY"));
+	FERRY_TRY_ASSIGN(int cork, optionInt(fd, it, SocketFact::Cork, SOL_TCP, TCP_CORK, "TCP_CORK"));
+	FERRY_TRY_ASSIGN(int keepAlive, optionInt(fd, it, SocketFact::KeepAlive, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE"));
+	FERRY_TRY_ASSIGN(o.keepIdle, optionInt(fd, it, SocketFact::KeepIdle, SOL_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE"));
+	FERRY_TRY_ASSIGN(o.keepInterval,
+	                 optionInt(fd, it, SocketFact::KeepInterval, SOL_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL"));
+	FERRY_TRY_ASSIGN(o.keepCount, optionInt(fd, it, SocketFact::KeepCount, SOL_TCP, TCP_KEEPCNT, "TCP_KEEPCNT"));
+	FERRY_TRY_ASSIGN(int userTimeout,
+	                 optionInt(fd, it, SocketFact::UserTimeout, SOL_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT"));
+	FERRY_TRY_ASSIGN(int lowat,
+	                 optionInt(fd, it, SocketFact::NotSentLowat, SOL_TCP, TCP_NOTSENT_LOWAT, "TCP_NOTSENT_LOWAT"));
+	FERRY_TRY_ASSIGN(o.windowClamp,
+	                 optionInt(fd, it, SocketFact::WindowClamp, SOL_TCP, TCP_WINDOW_CLAMP, "TCP_WINDOW_CLAMP"));
+	FERRY_TRY_ASSIGN(o.linger2, optionInt(fd, it, SocketFact::Linger2, SOL_TCP, TCP_LINGER2, "TCP_LINGER2"));
 
 	// The sizes SO_SNDBUF/SO_RCVBUF report are sk_sndbuf/sk_rcvbuf, which
 	// SO_MEMINFO and the census's SKMEMINFO carry too.
@@ -196,9 +216,10 @@ Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o, cons
 	} else {
 		FERRY_TRY_ASSIGN(o.priority, getInt(fd, SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY"));
 	}
-	FERRY_TRY_ASSIGN(int oobInline, getInt(fd, SOL_SOCKET, SO_OOBINLINE, "SO_OOBINLINE"));
-	FERRY_TRY_ASSIGN(int reuseAddress, getInt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR"));
-	FERRY_TRY_ASSIGN(int reusePort, getInt(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT"));
+	FERRY_TRY_ASSIGN(int oobInline, optionInt(fd, it, SocketFact::OobInline, SOL_SOCKET, SO_OOBINLINE, "SO_OOBINLINE"));
+	FERRY_TRY_ASSIGN(int reuseAddress,
+	                 optionInt(fd, it, SocketFact::ReuseAddress, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR"));
+	FERRY_TRY_ASSIGN(int reusePort, optionInt(fd, it, SocketFact::ReusePort, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT"));
 	o.noDelay = noDelay != 0;
 	o.cork = cork != 0;
 	o.keepAlive = keepAlive != 0;
@@ -211,12 +232,19 @@ Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o, cons
 	// SO_BUF_LOCK tells whether SO_SNDBUF/SO_RCVBUF were set by the user
 	// (the kernel then stops autotuning them). Without it (Linux < 5.14)
 	// the sizes are carried as unlocked values.
+	// The iterator reads the same bits on any kernel, but only a kernel
+	// with SO_BUF_LOCK can set them again on restore.
 	if (!options.features || options.features->bufferLock) {
-		int locks = 0;
-		socklen_t length = sizeof(locks);
-		if (::getsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &locks, &length) == 0) {
-			o.sendBufferLocked = (locks & 1) != 0;    // SOCK_SNDBUF_LOCK
-			o.receiveBufferLocked = (locks & 2) != 0; // SOCK_RCVBUF_LOCK
+		std::optional<int> locks = it ? it->get(SocketFact::BufferLocks) : std::nullopt;
+		if (!locks) {
+			int value = 0;
+			socklen_t length = sizeof(value);
+			if (::getsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &value, &length) == 0)
+				locks = value;
+		}
+		if (locks) {
+			o.sendBufferLocked = (*locks & 1) != 0;    // SOCK_SNDBUF_LOCK
+			o.receiveBufferLocked = (*locks & 2) != 0; // SOCK_RCVBUF_LOCK
 		}
 	}
 
@@ -230,12 +258,19 @@ Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o, cons
 		o.congestion.assign(congestion.data(), strnlen(congestion.data(), length));
 	}
 
-	linger l{};
-	socklen_t length = sizeof(l);
-	if (::getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &length) < 0)
-		return errnoError("getsockopt SO_LINGER");
-	o.lingerOn = l.l_onoff != 0;
-	o.lingerSeconds = l.l_linger;
+	std::optional<int> lingerOn = it ? it->get(SocketFact::LingerOn) : std::nullopt;
+	std::optional<int> lingerSeconds = it ? it->get(SocketFact::LingerSeconds) : std::nullopt;
+	if (lingerOn && lingerSeconds) {
+		o.lingerOn = *lingerOn != 0;
+		o.lingerSeconds = *lingerSeconds;
+	} else {
+		linger l{};
+		socklen_t length = sizeof(l);
+		if (::getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &length) < 0)
+			return errnoError("getsockopt SO_LINGER");
+		o.lingerOn = l.l_onoff != 0;
+		o.lingerSeconds = l.l_linger;
+	}
 
 	if (isV6Socket(s)) {
 		if (census && census->tclass) {
@@ -252,7 +287,7 @@ Status readUserOptions(int fd, const ConnectionSnapshot &s, UserOptions &o, cons
 		if (census && census->v6Only) {
 			o.v6Only = *census->v6Only;
 		} else {
-			FERRY_TRY_ASSIGN(int v6Only, getInt(fd, SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY"));
+			FERRY_TRY_ASSIGN(int v6Only, optionInt(fd, it, SocketFact::V6Only, SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY"));
 			o.v6Only = v6Only != 0;
 		}
 	}
@@ -449,7 +484,10 @@ Status refuseSpecialSockets(int fd, const ConnectionSnapshot &s, bool connected,
 			return makeError("the socket uses TCP-MD5 keys, which are not carried", EOPNOTSUPP);
 	}
 
-	if (connected) {
+	// The iterator proves "no urgent data" where the socket's urg_data is
+	// 0 (recv(MSG_OOB) then answers EINVAL); anything else is asked.
+	bool noUrgentData = known.iterated && known.iterated->get(SocketFact::UrgentData) == 0;
+	if (connected && !noUrgentData) {
 		char c;
 		ssize_t n = ::recv(fd, &c, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT);
 		if (n == 1 || (n < 0 && errno == EAGAIN))
@@ -472,7 +510,7 @@ Result<int> pendingError(int fd)
 // Reads a connected socket that is already in repair mode. `before` is the
 // tcp_info read before repair mode; `memory` the queue memory, if known.
 Status readConnected(int fd, ConnectionSnapshot &s, const StatePlan &plan, const TcpInfoExt &before,
-                     const std::optional<CensusEntry::Memory> &memory, Where &where)
+                     const std::optional<CensusEntry::Memory> &memory, const IteratedSocket *iterated, Where &where)
 {
 	where.phase = "snapshot-queues";
 	// Every byte in a queue sits in an skb charged to the socket: no memory
@@ -524,8 +562,9 @@ Status readConnected(int fd, ConnectionSnapshot &s, const StatePlan &plan, const
 	}
 
 	where.phase = "snapshot-options";
-	// In repair mode TCP_MAXSEG reports the negotiated clamp.
-	FERRY_TRY_ASSIGN(int mss, getInt(fd, SOL_TCP, TCP_MAXSEG, "TCP_MAXSEG"));
+	// In repair mode TCP_MAXSEG reports the negotiated clamp, which the
+	// iterator reads as it is (only the handshake and repair set it).
+	FERRY_TRY_ASSIGN(int mss, optionInt(fd, iterated, SocketFact::MssClamp, SOL_TCP, TCP_MAXSEG, "TCP_MAXSEG"));
 	NegotiatedOptions &n = s.negotiated;
 	const tcp_info &info = before.base;
 	n.mssClamp = static_cast<uint32_t>(mss);
@@ -614,6 +653,8 @@ Attempt snapshotAttempt(int fd, const SnapshotOptions &options, Where &where)
 	if (known.entry && known.entry->hasInfo && known.entry->hasReceiveCounters) {
 		info = infoFromCensus(*known.entry);
 		known.fresh = true;
+		if (known.entry->iterated)
+			known.iterated = &*known.entry->iterated;
 	} else {
 		Result<TcpInfoExt> read = tcpInfoExt(fd);
 		if (!read)
@@ -666,7 +707,7 @@ Attempt snapshotAttempt(int fd, const SnapshotOptions &options, Where &where)
 	where.phase = "snapshot-repair-on";
 	if (Status on = setRepair(fd, TCP_REPAIR_ON); !on)
 		return {std::move(on).error()};
-	Status read = readConnected(fd, s, plan, info, memory, where);
+	Status read = readConnected(fd, s, plan, info, memory, known.iterated, where);
 
 	// Everything read holds together only if nothing reached the socket
 	// meanwhile (a socket in repair mode still processes incoming
@@ -703,7 +744,8 @@ Attempt snapshotAttempt(int fd, const SnapshotOptions &options, Where &where)
 		// Leave the socket as we found it; the original error matters more.
 		int off = TCP_REPAIR_OFF_NO_WP;
 		::setsockopt(fd, SOL_TCP, TCP_REPAIR, &off, sizeof(off));
-		::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &s.options.reuseAddress, sizeof(int));
+		int reuse = s.options.reuseAddress ? 1 : 0;
+		::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
 		Attempt failed{std::move(read).error()};
 		failed.staleCensus = stale;
 		return failed;

@@ -55,6 +55,9 @@ struct SnapshotOptions {
 	// takes the TCP-MD5 and ULP facts, the names and the options that
 	// sock_diag echoes from it instead of one getsockopt each and a
 	// sock_diag round trip, and need not run in the socket's namespace.
+	// When the census ran the BPF socket iterator (SocketCensus::
+	// iterated()), the other user options, the urgent-data check and the
+	// MSS clamp come from it too, under the same proof as the buffers.
 	// Buffer sizes and queue memory are taken from it only while the
 	// socket has received nothing since. A socket the census does not list
 	// is read as without one.

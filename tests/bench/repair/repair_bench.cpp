@@ -4,7 +4,7 @@
 // of the benchmark's own.
 //
 //   sudo build/tests/bench/repair/repair_bench [--connections N]...
-//        [--family mixed|v4|v6] [--census flows|dump|none]
+//        [--family mixed|v4|v6] [--census flows|dump|none] [--bpf on|off]
 //
 // N defaults to 1,000 and 10,000; --connections may be repeated. Prints one
 // JSON line per N:
@@ -28,7 +28,13 @@
 //                               migrated flows up in batches, "dump" lists
 //                               the whole namespace (here it also holds the
 //                               peer ends), "none" leaves every snapshot()
-//                               to make its own sock_diag round trip
+//                               to make its own sock_diag round trip;
+//                               "bpf": whether the census carried the BPF
+//                               socket iterator's user options (--bpf off
+//                               forces the census without it);
+//                               "bpf_pass_us": the fastest of three more
+//                               BPF passes timed alone (the census's own
+//                               pass is part of "us" when "bpf" is true)
 //   image_bytes_per_connection  compressed image bytes (ImageWriter, zstd
 //                               level 3) divided by N
 //   verified                    connections that carried a checksummed
@@ -76,6 +82,7 @@
 #include "netlock/flow_lock.h"
 #include "repair/diag_lookup.h"
 #include "repair/kernel_features.h"
+#include "repair/socket_iterator.h"
 #include "repair/socket_repair.h"
 #include "test_network.h"
 #include "transport/image_reader.h"
@@ -96,6 +103,9 @@ struct Options {
 	// migrated flows), "dump" (a census of the whole namespace) or "none"
 	// (a sock_diag round trip inside every snapshot()).
 	std::string census = "flows";
+	// Whether the census may run the BPF socket iterator (--bpf off: the
+	// census as without BPF, for comparison).
+	bool bpf = true;
 };
 
 // A static, so that std::exit() from die() still removes the namespace
@@ -501,6 +511,8 @@ struct PassResult {
 	std::vector<double> snapshotUs, restoreUs, resumeUs, discardUs;
 	uint64_t censusCalls = 0, snapshotCalls = 0, restoreCalls = 0, resumeCalls = 0;
 	double censusUs = 0, lockMs = 0, unlockMs = 0, encodeMs = 0, decodeMs = 0;
+	bool censusIterated = false;
+	double iteratorUs = 0; // a BPF pass alone, to show its share of the census
 	size_t imageBytes = 0;
 	size_t verified = 0;
 };
@@ -537,13 +549,26 @@ PassResult migrateAll(std::vector<UniqueFd> &fds, uint16_t pass, const Options &
 	if (options.census != "none") {
 		uint64_t c0 = countNow();
 		auto c = Clock::now();
+		repair::CensusOptions how;
+		how.socketIterator = options.bpf;
 		Result<repair::SocketCensus> taken =
-			options.census == "dump" ? repair::SocketCensus::take() : repair::SocketCensus::take(flows);
+			options.census == "dump" ? repair::SocketCensus::take(how) : repair::SocketCensus::take(flows, how);
 		r.censusUs = microseconds(Clock::now() - c);
 		r.censusCalls = countSince(c0);
 		if (!taken)
 			die("census: " + taken.error().message());
+		r.censusIterated = taken->iterated();
 		census.emplace(std::move(*taken));
+		// The fastest of three more passes: the pass's own cost, with
+		// less of the host's noise than one sample.
+		for (int i = 0; r.censusIterated && i < 3; ++i) {
+			auto i0 = Clock::now();
+			Result<std::vector<repair::IteratedSocket>> again = (*repair::SocketIterator::shared())->read();
+			double us = microseconds(Clock::now() - i0);
+			if (!again)
+				die("BPF socket iterator: " + again.error().message());
+			r.iteratorUs = i == 0 ? us : std::min(r.iteratorUs, us);
+		}
 	}
 	repair::SnapshotOptions snapshotOptions;
 	snapshotOptions.census = census ? &*census : nullptr;
@@ -770,7 +795,9 @@ void runRound(size_t count, const Options &options, const test::TestHost &host, 
 	std::string census = options.census == "none"
 	                             ? "null"
 	                             : "{\"us\":" + std::to_string(static_cast<long>(timed.censusUs)) +
-	                                       ",\"syscalls\":" + (tracepoint ? std::to_string(counted.censusCalls) : "null") + "}";
+	                                       ",\"syscalls\":" + (tracepoint ? std::to_string(counted.censusCalls) : "null") +
+	                                       ",\"bpf\":" + (timed.censusIterated ? "true" : "false") +
+	                                       ",\"bpf_pass_us\":" + std::to_string(static_cast<long>(timed.iteratorUs)) + "}";
 	std::printf("{\"connections\":%zu,\"family\":\"%s\",\"snapshot_us\":%s,\"restore_us\":%s,\"resume_us\":%s,"
 	            "\"syscalls_per_connection\":{\"snapshot\":%s,\"restore\":%s,\"resume\":%s},"
 	            "\"syscall_count_method\":\"%s\",\"census_mode\":\"%s\",\"census\":%s,"
@@ -787,7 +814,8 @@ void runRound(size_t count, const Options &options, const test::TestHost &host, 
 
 int usage()
 {
-	std::fprintf(stderr, "usage: repair_bench [--connections N]... [--family mixed|v4|v6] [--census flows|dump|none]\n");
+	std::fprintf(stderr, "usage: repair_bench [--connections N]... [--family mixed|v4|v6] [--census flows|dump|none] "
+	                     "[--bpf on|off]\n");
 	return 2;
 }
 
@@ -811,6 +839,10 @@ int main(int argc, char **argv)
 			if (value != "flows" && value != "dump" && value != "none")
 				return usage();
 			options.census = value;
+		} else if (arg == "--bpf") {
+			if (value != "on" && value != "off")
+				return usage();
+			options.bpf = value == "on";
 		} else if (arg == "--family") {
 			options.familyName = value;
 			if (value == "mixed")
