@@ -236,13 +236,17 @@ private:
 	Status runtimes(const Value &v)
 	{
 		FERRY_TRY(object(v, "runtimes", {"runc_binary", "runc_root", "podman_binary", "podman_root",
-						 "podman_runroot", "podman_run_args"}));
+						 "podman_runroot", "podman_run_args", "podman_global_args"}));
 		container::RuntimeOptions &r = c_.runtimes;
 		for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
 			std::string name(it->name.GetString(), it->name.GetStringLength());
 			std::string full = "runtimes." + name;
 			if (name == "podman_run_args") {
 				FERRY_TRY_ASSIGN(r.podmanExtraArgs, strings(it->value, full));
+				continue;
+			}
+			if (name == "podman_global_args") {
+				FERRY_TRY_ASSIGN(r.podmanGlobalArgs, strings(it->value, full));
 				continue;
 			}
 			FERRY_TRY_ASSIGN(std::string s, string(it->value, full));
@@ -401,6 +405,13 @@ const std::vector<Flag> &flags()
 		 [](AgentConfig &c, std::string_view v, bool) -> Status {
 			 FERRY_TRY(checkRoot(v, "--podman-runroot"));
 			 c.runtimes.podmanRunRoot = v;
+			 return {};
+		 }},
+		{"podman-global-arg", "ARG", "one argument given to every podman call, before its command (repeatable; replaces the file's list)",
+		 [](AgentConfig &c, std::string_view v, bool first) -> Status {
+			 if (first)
+				 c.runtimes.podmanGlobalArgs.clear();
+			 c.runtimes.podmanGlobalArgs.emplace_back(v);
 			 return {};
 		 }},
 		{"podman-run-arg", "ARG", "one argument appended to `podman run` (repeatable; replaces the file's list)",

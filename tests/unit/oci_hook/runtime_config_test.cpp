@@ -52,8 +52,10 @@ TEST_CASE("every runtimes field from the file")
 		"runc_binary": "/usr/sbin/runc", "runc_root": "/run/ferry/runc",
 		"podman_binary": "/usr/bin/podman", "podman_root": "/var/lib/ferry/podman",
 		"podman_runroot": "/run/ferry/podman",
-		"podman_run_args": ["--ulimit", "nofile=1024:1024"]}})");
+		"podman_run_args": ["--ulimit", "nofile=1024:1024"],
+		"podman_global_args": ["--events-backend", "file"]}})");
 	REQUIRE_MESSAGE(c.ok(), c.error().message());
+	CHECK(c->runtimes.podmanGlobalArgs == std::vector<std::string>{"--events-backend", "file"});
 	CHECK(c->runtimes.runcBinary == "/usr/sbin/runc");
 	CHECK(c->runtimes.runcRoot == "/run/ferry/runc");
 	CHECK(c->runtimes.podmanBinary == "/usr/bin/podman");
@@ -73,6 +75,8 @@ TEST_CASE("the runtimes section is strict")
 	CHECK(fileError(R"({"runtimes": {"podman_runroot": "x"}})").find("runtimes.podman_runroot") == 0);
 	CHECK(fileError(R"({"runtimes": {"podman_run_args": "--ulimit"}})") ==
 	      "runtimes.podman_run_args: expected array of strings");
+	CHECK(fileError(R"({"runtimes": {"podman_global_args": {}}})") ==
+	      "runtimes.podman_global_args: expected array of strings");
 	CHECK(fileError(R"({"runtimes": {"podman_run_args": ["a", 2]}})") ==
 	      "runtimes.podman_run_args[1]: expected string");
 	CHECK(fileError(R"({"runtimes": {"runc_root": "/a", "runc_root": "/b"}})") == "runtimes.runc_root: duplicate field");
@@ -89,7 +93,8 @@ TEST_CASE("every runtimes field has a flag, and flags override the file")
 
 	auto a = parse({"--config", path, "--runc-binary", "/opt/runc", "--runc-root=/run/a", "--podman-binary",
 			"/opt/podman", "--podman-root", "/var/a", "--podman-runroot", "/run/pa", "--podman-run-arg",
-			"--ulimit", "--podman-run-arg=nofile=1024:1024"});
+			"--ulimit", "--podman-run-arg=nofile=1024:1024", "--podman-global-arg", "--events-backend",
+			"--podman-global-arg=file"});
 	std::remove(path.c_str());
 	REQUIRE_MESSAGE(a.ok(), a.error().message());
 	const auto &r = a->config.runtimes;
@@ -100,6 +105,7 @@ TEST_CASE("every runtimes field has a flag, and flags override the file")
 	CHECK(r.podmanRunRoot == "/run/pa");
 	// Repeated flags replace the file's list, in order.
 	CHECK(r.podmanExtraArgs == std::vector<std::string>{"--ulimit", "nofile=1024:1024"});
+	CHECK(r.podmanGlobalArgs == std::vector<std::string>{"--events-backend", "file"});
 
 	auto bad = parse({"--runc-root", "relative"});
 	REQUIRE_FALSE(bad.ok());
