@@ -11,6 +11,8 @@ packages=(
   doctest-dev
   # fuzzing: libFuzzer comes with clang's runtime
   clang-14 libclang-rt-14-dev
+  # the BPF socket census (agent/repair): libbpf loads the embedded program
+  libbpf-dev
   # tests and demo
   nftables iproute2 runc podman busybox-static procps openssl python3 curl
 )
