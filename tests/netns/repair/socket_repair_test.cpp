@@ -44,7 +44,9 @@ std::string stateName(ferry::repair::TcpState s)
 enum class Family { V4, V6, Mapped };
 enum class Target { SameHost, OtherHost, OtherHostAddressLater };
 
-const char *familyName(Family f)
+// Names for CAPTURE() return std::string: doctest prints a const char *
+// as its address.
+std::string familyName(Family f)
 {
 	return f == Family::V4 ? "ipv4" : f == Family::V6 ? "ipv6" : "ipv4-mapped";
 }
@@ -203,6 +205,14 @@ struct Connection {
 	}
 
 	// Snapshot, discard, image, restore, resume. Returns the snapshot.
+	//
+	// The locks follow socket_repair.h and what a migration does: the
+	// source is locked before the snapshot, the destination before the
+	// address comes up there, and both stay locked until resume() has
+	// returned. A namespace that holds the address without the socket
+	// or a lock answers the peer's next retransmission or loss probe
+	// with a RST (no socket for the 4-tuple), the peer drops its end,
+	// and the restored socket's first segment is reset in turn.
 	ConnectionSnapshot migrate(Target target, bool alreadyLocked = false)
 	{
 		if (!alreadyLocked)
@@ -215,18 +225,18 @@ struct Connection {
 		const ConnectionSnapshot &s = image[0];
 
 		const test::TestHost *to = target == Target::SameHost ? hostA : hostB;
-		if (target == Target::OtherHost)
-			moveAddress();
 		if (to != hostNow)
 			lock(*to);
+		if (target == Target::OtherHost)
+			moveAddress();
 		UniqueFd ns = to->open();
 		Result<UniqueFd> fd = runInNetns(ns.get(), [&s] { return restore(s); });
 		REQUIRE_MESSAGE(fd.ok(), fd.error().message());
 		if (target == Target::OtherHostAddressLater)
 			moveAddress();
+		Status resumed = resume(fd->get(), s);
 		unlock(*hostA);
 		unlock(*hostB);
-		Status resumed = resume(fd->get(), s);
 		REQUIRE_MESSAGE(resumed.ok(), resumed.error().message());
 		hostFd = std::move(*fd);
 		hostNow = to;
@@ -252,7 +262,8 @@ struct Connection {
 	static void checkDirection(int from, StreamSource &source, int to, StreamVerifier &verifier, size_t more,
 	                           const char *what)
 	{
-		CAPTURE(what);
+		std::string direction = what;
+		CAPTURE(direction);
 		uint64_t target = source.offset() + more;
 		TransferResult w;
 		std::thread writer([&] { w = test::writeStream(from, source, more, 20000); });
@@ -267,7 +278,8 @@ struct Connection {
 	// Reads the rest of a direction that was shut down: all bytes, then EOF.
 	static void checkEndsWithEof(int to, StreamSource &source, StreamVerifier &verifier, const char *what)
 	{
-		CAPTURE(what);
+		std::string direction = what;
+		CAPTURE(direction);
 		TransferResult r = test::readToEnd(to, verifier, 10000);
 		CHECK_MESSAGE(r.eof, r.describe());
 		CHECK(verifier.offset() == source.offset());
@@ -277,7 +289,7 @@ struct Connection {
 
 const Target kTargets[] = {Target::SameHost, Target::OtherHost};
 
-const char *targetName(Target t)
+std::string targetName(Target t)
 {
 	return t == Target::SameHost ? "same host" : t == Target::OtherHost ? "other host" : "other host, address later";
 }
@@ -504,7 +516,7 @@ TEST_CASE("CLOSE with a peer: unread bytes, then EOF or the reset")
 TEST_CASE("peers without timestamps, SACK or window scaling")
 {
 	const char *sysctls[] = {"net.ipv4.tcp_timestamps=0", "net.ipv4.tcp_sack=0", "net.ipv4.tcp_window_scaling=0"};
-	for (const char *sysctl : sysctls) {
+	for (std::string sysctl : sysctls) {
 		CAPTURE(sysctl);
 		Setup setup;
 		setup.peerSysctls = sysctl;
