@@ -28,6 +28,9 @@ constexpr size_t kMaxFeatureNameBytes = 64;
 constexpr size_t kMaxCongestionBytes = 15; // TCP_CA_NAME_MAX - 1
 constexpr unsigned kMaxWindowScale = 14;   // TCP_MAX_WSCALE
 constexpr int kMaxErrno = 4095;
+// A version-1 manifest's DOM takes about 3 KiB; a larger (hostile) one
+// spills over into heap chunks, as without the buffer.
+constexpr size_t kManifestPoolBytes = 8192;
 
 // The socket options, one row each, so that the writer, the reader and the
 // list of allowed names cannot disagree. congestion is the one string and
@@ -108,8 +111,15 @@ bool isPrintable(std::string_view s)
 }
 
 // One JSON object of a known version-1 shape. open() checks that the value
-// is an object whose member names are exactly `names`, each once; after
-// that every getter finds its member and only has to check its type.
+// is an object whose member names are exactly `names`, each once, and
+// keeps each member's value by its index in `names`; after that every
+// getter finds its member and only has to check its type.
+//
+// A manifest is decoded once per connection (10,000 per image is common),
+// so the lookups are cheap on purpose: a member written in the order of
+// `names`, as the writer does, costs one comparison in open(), and getters
+// asked in that order find their index at the cursor. Any other order is
+// still accepted, by a scan.
 class JsonObject {
 public:
 	static Result<JsonObject> open(const rapidjson::Value &value, std::string_view document, std::string path,
@@ -117,28 +127,37 @@ public:
 	{
 		if (!value.IsObject())
 			return formatError(document, path.empty() ? "(root)" : path, "is not a JSON object");
+		if (names.size() > kMaxMembers)
+			return formatError(document, path, "has more members than a JSON object of the format can");
+		JsonObject object(document, std::move(path), names);
 		// A bit per allowed name; every object of the format has fewer than 64.
 		uint64_t seen = 0;
-		for (auto m = value.MemberBegin(); m != value.MemberEnd(); ++m) {
+		size_t position = 0;
+		for (auto m = value.MemberBegin(); m != value.MemberEnd(); ++m, ++position) {
 			std::string_view name(m->name.GetString(), m->name.GetStringLength());
-			auto it = std::find(names.begin(), names.end(), name);
-			if (it == names.end())
-				return formatError(document, join(path, name), "is not part of format version 1");
-			uint64_t bit = uint64_t(1) << (it - names.begin());
+			size_t index = position < names.size() && names[position] == name
+					       ? position
+					       : static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+			if (index == names.size())
+				return formatError(document, join(object.path_, name), "is not part of format version 1");
+			uint64_t bit = uint64_t(1) << index;
 			if (seen & bit)
-				return formatError(document, join(path, name), "appears twice");
+				return formatError(document, join(object.path_, name), "appears twice");
 			seen |= bit;
+			object.values_[index] = &m->value;
 		}
 		for (size_t i = 0; i < names.size(); i++)
 			if (!(seen & (uint64_t(1) << i)))
-				return formatError(document, join(path, names[i]), "is missing");
-		return JsonObject(value, document, std::move(path));
+				return formatError(document, join(object.path_, names[i]), "is missing");
+		return object;
 	}
 
+	// `name` must be one of open()'s names.
 	const rapidjson::Value &member(std::string_view name) const
 	{
-		// Present: open() checked every name this class is asked for.
-		return value_->FindMember(rapidjson::Value(rapidjson::StringRef(name.data(), name.size())))->value;
+		if (cursor_ >= names_.size() || names_[cursor_] != name)
+			cursor_ = static_cast<size_t>(std::find(names_.begin(), names_.end(), name) - names_.begin());
+		return *values_[cursor_++];
 	}
 	std::string path(std::string_view name) const { return join(path_, name); }
 	std::string_view document() const { return document_; }
@@ -183,8 +202,10 @@ public:
 	}
 
 private:
-	JsonObject(const rapidjson::Value &value, std::string_view document, std::string path)
-		: value_(&value), document_(document), path_(std::move(path))
+	static constexpr size_t kMaxMembers = 32;
+
+	JsonObject(std::string_view document, std::string path, std::span<const std::string_view> names)
+		: document_(document), path_(std::move(path)), names_(names)
 	{
 	}
 	static std::string join(const std::string &path, std::string_view name)
@@ -192,14 +213,15 @@ private:
 		return path.empty() ? std::string(name) : path + "." + std::string(name);
 	}
 
-	const rapidjson::Value *value_;
 	std::string_view document_;
 	std::string path_;
+	std::span<const std::string_view> names_;
+	std::array<const rapidjson::Value *, kMaxMembers> values_{};
+	mutable size_t cursor_ = 0; // where member() looks first: getters follow `names`
 };
 
-Result<rapidjson::Document> parseJson(std::string_view json, std::string_view document)
+Status parseJson(rapidjson::Document &doc, std::string_view json, std::string_view document)
 {
-	rapidjson::Document doc;
 	// Iterative parsing: a deeply nested input cannot exhaust the stack.
 	// No UTF-8 validation pass: every string the format accepts is checked
 	// against an ASCII set or list (names, states, addresses, producer),
@@ -209,7 +231,7 @@ Result<rapidjson::Document> parseJson(std::string_view json, std::string_view do
 		return makeError(std::string(document) + " is not valid JSON: " +
 				 rapidjson::GetParseError_En(doc.GetParseError()))
 			.at("jsonOffset", std::to_string(doc.GetErrorOffset()));
-	return doc;
+	return {};
 }
 
 // --- writing ---
@@ -306,7 +328,7 @@ constexpr auto kOptionNames = [] {
 	names.back() = kCongestionField;
 	return names;
 }();
-static_assert(kOptionNames.size() < 64, "JsonObject::open tracks members in a 64-bit mask");
+static_assert(kOptionNames.size() <= 32, "JsonObject keeps at most 32 members");
 
 Result<UserOptions> readOptions(const JsonObject &parent)
 {
@@ -436,7 +458,8 @@ Result<std::string> encodeHeaderJson(const ImageHeader &header, const ImageLimit
 Result<ImageHeader> decodeHeaderJson(std::string_view json)
 {
 	constexpr std::string_view doc = "header";
-	FERRY_TRY_ASSIGN(rapidjson::Document d, parseJson(json, "header JSON"));
+	rapidjson::Document d;
+	FERRY_TRY(parseJson(d, json, "header JSON"));
 	FERRY_TRY_ASSIGN(JsonObject root, JsonObject::open(d, doc, "", kHeaderFields));
 	ImageHeader header;
 	FERRY_TRY_ASSIGN(std::string_view producer, root.string("producer"));
@@ -543,7 +566,22 @@ Result<std::string> encodeManifest(const ConnectionSnapshot &s, const ImageLimit
 Result<ConnectionSnapshot> decodeManifest(std::string_view json, const ImageLimits &limits, QueueLengths &queues)
 {
 	constexpr std::string_view doc = "manifest";
-	FERRY_TRY_ASSIGN(rapidjson::Document d, parseJson(json, "manifest JSON"));
+	// One manifest per connection: its DOM (a few KiB) is built in a
+	// buffer on the stack instead of the allocator's 64 KiB heap chunk,
+	// which would be allocated and freed again for every record.
+	// The text is parsed in place, in a copy: its names and strings are
+	// not copied again into the DOM. In place, a NUL would end the text
+	// early; as any control character outside a string, it is refused.
+	alignas(std::max_align_t) char pool[kManifestPoolBytes];
+	rapidjson::MemoryPoolAllocator<> allocator(pool, sizeof(pool));
+	rapidjson::Document d(&allocator);
+	if (std::memchr(json.data(), 0, json.size()))
+		return makeError("manifest JSON is not valid JSON: it holds a NUL byte");
+	std::string text(json);
+	d.ParseInsitu<rapidjson::kParseIterativeFlag>(text.data());
+	if (d.HasParseError())
+		return makeError(std::string("manifest JSON is not valid JSON: ") + rapidjson::GetParseError_En(d.GetParseError()))
+			.at("jsonOffset", std::to_string(d.GetErrorOffset()));
 	FERRY_TRY_ASSIGN(JsonObject root, JsonObject::open(d, doc, "", kManifestFields));
 
 	ConnectionSnapshot s;

@@ -418,7 +418,7 @@ Status ImageReader::completeStage()
 						 ", computed " + hex32(partCrc_)),
 				       stageStart_);
 		uint64_t index = summary_.records;
-		std::string flow = record_.flow.toString();
+		FlowId flow = record_.flow; // formatted only if the handler fails
 		summary_.records++;
 		summary_.queueBytes += queueLength_;
 		Status s = onRecord_(index, std::move(record_));
@@ -426,7 +426,7 @@ Status ImageReader::completeStage()
 		if (!s) {
 			Error e = std::move(s).error();
 			appendContext(e, "record", std::to_string(index));
-			appendContext(e, "flow", flow);
+			appendContext(e, "flow", flow.toString());
 			appendContext(e, "phase", "image-decode");
 			return e;
 		}

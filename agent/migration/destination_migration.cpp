@@ -9,8 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <mutex>
+#include <optional>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -41,6 +47,14 @@ constexpr const char *kAddingAddresses = "adding_addresses";
 constexpr const char *kCommitting = "committing";
 constexpr const char *kCommitted = "committed";
 constexpr const char *kAborted = "aborted";
+// Restore progress is published once per this many connections.
+constexpr uint32_t kProgressEvery = 256;
+// From this many restored sockets on, commit resumes them on two threads.
+// Each resume is a few setsockopt calls on its own socket, independent of
+// the others and of the thread's namespace; below this count a thread
+// costs more than it saves.
+constexpr size_t kParallelResumeMin = 512;
+
 // Announced before the runtime creates the container, so that abort and
 // recovery destroy it: fields runtime, name, directory.
 constexpr const char *kContainerCreated = "container_created";
@@ -225,14 +239,50 @@ struct DestinationMigration::State {
 
 	const std::string &id() const { return record->id(); }
 	Status lockFlows();
-	Status restoreOne(repair::ConnectionSnapshot &&snapshot);
+	// For each decoded record, on the reading thread: refuses what was not
+	// announced, keeps aside (deferred) what needs the local address, and
+	// returns whether the snapshot is to be restored now.
+	Result<bool> admit(repair::ConnectionSnapshot &snapshot);
+	// Restores one admitted snapshot into `restored`; `alsoDone` counts
+	// the deferred ones for progress. In the target namespace.
+	Status restoreNow(repair::ConnectionSnapshot &&snapshot, uint32_t alsoDone);
 	std::vector<HandedSocket> handedSockets() const;
 	std::string manifestPath() const { return containerDirectory + "/manifest.json"; }
 	JournalFile::Step containerCreatedStep() const;
 	Status createContainerLocked(std::string_view workloadState, bool journaled);
 	void kickSockets();
+	void resumeAll();
 	void dropLocked(const std::string &reason);
 };
+
+// Takes every restored socket out of repair mode (commit). The sockets are
+// still locked, so the order in which they come alive is invisible to the
+// peers: with many of them, a second thread takes half.
+void DestinationMigration::State::resumeAll()
+{
+	auto resumeRange = [this](size_t begin, size_t end) {
+		for (size_t i = begin; i < end; ++i) {
+			Restored &r = restored[i];
+			Status resumed = repair::resume(r.fd.get(), r.snapshot);
+			if (!resumed.ok())
+				FERRY_LOG(logMigration, Error) << "resume failed" << kv("migration", id())
+							       << kv("flow", r.snapshot.flow.toString())
+							       << kv("error", resumed.error().message());
+		}
+	};
+	size_t split = restored.size() >= kParallelResumeMin ? restored.size() / 2 : restored.size();
+	std::thread helper;
+	if (split < restored.size()) {
+		try {
+			helper = std::thread(resumeRange, split, restored.size());
+		} catch (const std::system_error &) {
+			split = restored.size(); // no thread to be had: this one does all
+		}
+	}
+	resumeRange(0, split);
+	if (helper.joinable())
+		helper.join();
+}
 
 // The restored sockets as the workload gets them, fds 3.. in this order.
 std::vector<HandedSocket> DestinationMigration::State::handedSockets() const
@@ -435,7 +485,7 @@ Status DestinationMigration::State::lockFlows()
 	return {};
 }
 
-Status DestinationMigration::State::restoreOne(repair::ConnectionSnapshot &&snapshot)
+Result<bool> DestinationMigration::State::admit(repair::ConnectionSnapshot &snapshot)
 {
 	if (record->abortRequested())
 		return makeError("migration aborted: " + record->abortReason(), ECANCELED);
@@ -449,14 +499,132 @@ Status DestinationMigration::State::restoreOne(repair::ConnectionSnapshot &&snap
 	FERRY_TRY(hitFailpoint("destination.restore"));
 	if (needsLocalAddress(snapshot)) {
 		deferred.push_back(std::move(snapshot));
-		return {};
+		return false;
 	}
+	return true;
+}
+
+Status DestinationMigration::State::restoreNow(repair::ConnectionSnapshot &&snapshot, uint32_t alsoDone)
+{
 	FERRY_TRY_ASSIGN(UniqueFd fd, repair::restore(snapshot));
 	restored.push_back(Restored{std::move(fd), std::move(snapshot)});
-	record->progress(static_cast<uint32_t>(restored.size() + deferred.size()),
-			 static_cast<uint32_t>(request.connections.size()), 0);
+	// An event per batch, not per socket: each one takes the record's lock
+	// and calls every subscriber, inside the blackout.
+	uint32_t done = static_cast<uint32_t>(restored.size()) + alsoDone;
+	uint32_t total = static_cast<uint32_t>(request.connections.size());
+	if (done % kProgressEvery == 0 || done >= total)
+		record->progress(done, total, 0);
 	return {};
 }
+
+namespace {
+
+// Restores the snapshots the image reader decodes, on a thread of its own
+// in the target namespace, so that receiving and decoding the next records
+// overlaps with the restore of the previous ones (restore is most of the
+// destination's work per connection, and the source is frozen meanwhile).
+//
+// One restorer, restoring in image order: listeners come first in the
+// image and must be bound before the connections that share their port.
+// The reader hands over each admitted snapshot with push(); the restorer
+// alone touches State::restored until finish() has joined it. A restore
+// that fails stops the restorer; push() reports the failure from then on
+// so that the upload stops early, and finish() returns it.
+class Restorer {
+public:
+	using RestoreFn = std::function<Status(repair::ConnectionSnapshot &&)>;
+
+	explicit Restorer(RestoreFn restore) : restore_(std::move(restore)) {}
+	Restorer(const Restorer &) = delete;
+	Restorer &operator=(const Restorer &) = delete;
+	~Restorer() { (void)finish(); }
+
+	// Starts the thread in `netnsFd` (borrowed until finish()). Fails only
+	// when no thread can be had; the caller then restores inline.
+	Status start(int netnsFd)
+	{
+		try {
+			thread_ = std::thread([this, netnsFd] { run(netnsFd); });
+		} catch (const std::system_error &e) {
+			return makeError(std::string("cannot start the restore thread: ") + e.what(), EAGAIN);
+		}
+		return {};
+	}
+
+	Status push(repair::ConnectionSnapshot &&snapshot)
+	{
+		std::lock_guard lock(mutex_);
+		if (failure_)
+			return *failure_;
+		queue_.push_back(std::move(snapshot));
+		if (queue_.size() == 1)
+			wake_.notify_one();
+		return {};
+	}
+
+	// Waits until every pushed snapshot is restored (or the first failure)
+	// and joins the thread. Idempotent.
+	Status finish()
+	{
+		{
+			std::lock_guard lock(mutex_);
+			closed_ = true;
+		}
+		wake_.notify_one();
+		if (thread_.joinable())
+			thread_.join();
+		std::lock_guard lock(mutex_);
+		if (failure_)
+			return *failure_;
+		return {};
+	}
+
+private:
+	void run(int netnsFd)
+	{
+		// Restored sockets must be born in the target namespace.
+		auto inside = ScopedNetns::enter(netnsFd);
+		if (!inside.ok()) {
+			fail(std::move(inside).error());
+			return;
+		}
+		std::deque<repair::ConnectionSnapshot> batch;
+		for (;;) {
+			{
+				std::unique_lock lock(mutex_);
+				wake_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+				if (queue_.empty())
+					return; // closed and drained
+				batch.swap(queue_);
+			}
+			for (repair::ConnectionSnapshot &snapshot : batch) {
+				Status restored = restore_(std::move(snapshot));
+				if (!restored.ok()) {
+					fail(std::move(restored).error());
+					return;
+				}
+			}
+			batch.clear();
+		}
+	}
+
+	void fail(Error error)
+	{
+		std::lock_guard lock(mutex_);
+		if (!failure_)
+			failure_ = std::move(error);
+	}
+
+	RestoreFn restore_;
+	std::thread thread_;
+	std::mutex mutex_;
+	std::condition_variable wake_;
+	std::deque<repair::ConnectionSnapshot> queue_;
+	bool closed_ = false;
+	std::optional<Error> failure_;
+};
+
+} // namespace
 
 Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 {
@@ -480,27 +648,51 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 	transport::ImageLimits limits;
 	limits.maxImageBytes = s.context.policy.maxImageBytes;
 	uint64_t queueBytes = 0;
+	// The deferred ones count as done for progress; the restorer reads it.
+	std::atomic<uint32_t> deferredCount = 0;
+	Restorer restorer([&](repair::ConnectionSnapshot &&snapshot) {
+		return s.restoreNow(std::move(snapshot), deferredCount.load(std::memory_order_relaxed));
+	});
+	bool pipelined = restorer.start(s.netns.get()).ok();
 	auto reader = transport::ImageReader::create(
 		[&](uint64_t, repair::ConnectionSnapshot &&snapshot) -> Status {
 			queueBytes += snapshot.queuedBytes();
-			return s.restoreOne(std::move(snapshot));
+			FERRY_TRY_ASSIGN(bool now, s.admit(snapshot));
+			if (!now) {
+				deferredCount.store(static_cast<uint32_t>(s.deferred.size()), std::memory_order_relaxed);
+				return {};
+			}
+			if (pipelined)
+				return restorer.push(std::move(snapshot));
+			return s.restoreNow(std::move(snapshot), static_cast<uint32_t>(s.deferred.size()));
 		},
 		limits);
-	if (!reader.ok())
+	if (!reader.ok()) {
+		(void)restorer.finish();
 		return fail(std::move(reader).error());
+	}
 
 	Result<ImageReceipt> receipt = [&]() -> Result<ImageReceipt> {
-		// Restored sockets must be born in the target namespace. The
-		// upload is read on this thread, so the thread moves there for
-		// the duration; the HTTP connection it reads from keeps its own.
-		FERRY_TRY_ASSIGN(ScopedNetns inside, ScopedNetns::enter(s.netns.get()));
+		// Without the restorer thread, sockets are restored on this one:
+		// the upload is read on it, so it moves to the target namespace
+		// for the duration; the HTTP connection it reads from keeps its own.
+		std::optional<ScopedNetns> inside;
+		if (!pipelined) {
+			FERRY_TRY_ASSIGN(ScopedNetns entered, ScopedNetns::enter(s.netns.get()));
+			inside.emplace(std::move(entered));
+		}
 		uint64_t compressed = 0;
-		FERRY_TRY(body([&](std::span<const uint8_t> chunk) -> Status {
+		Status received = body([&](std::span<const uint8_t> chunk) -> Status {
 			compressed += chunk.size();
 			if (compressed > s.context.policy.maxImageBytes)
 				return makeError("the image is larger than this agent accepts", EFBIG);
 			return reader->feed(chunk);
-		}));
+		});
+		// Every socket restored (or the first failure) before anything
+		// else looks at `restored`, also when the upload failed.
+		Status restoredAll = restorer.finish();
+		FERRY_TRY(std::move(received));
+		FERRY_TRY(std::move(restoredAll));
 		FERRY_TRY_ASSIGN(transport::ImageSummary summary, reader->finish());
 		if (summary.records != s.request.connections.size())
 			return makeError("the image holds " + std::to_string(summary.records) + " connections, " +
@@ -512,8 +704,10 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 		r.queueBytes = queueBytes;
 		return r;
 	}();
-	if (!receipt.ok())
+	if (!receipt.ok()) {
+		(void)restorer.finish(); // joined before dropLocked() closes the sockets
 		return fail(std::move(receipt).error().at("phase", "restore"));
+	}
 	s.timer.mark("receive_restore");
 
 	// The address addition that commit() makes is announced here, with
@@ -544,6 +738,54 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 	s.record->enter(Phase::Restored);
 	return receipt;
 }
+
+namespace {
+
+// The end of a commit, once the peers are served by the new sockets:
+// "committed" made durable, the journal retired, the record Committed, and
+// then, with `launch`, the workload started with `handed` (which stay open
+// until it holds its own copies) and reaped when it ends. Runs on the
+// thread that answered the commit (container) or on one of its own.
+void finishCommitted(JournalFile &journal, MigrationJournal &journals, MigrationRecord &record,
+		     std::optional<LaunchRequest> launch, std::vector<UniqueFd> handed)
+{
+	// "committing" marks, for post-mortems, that the migration went
+	// forward from the address switch on; recovery reads only "committed"
+	// (a journal without it is rolled back either way). It is written with
+	// "committed", in one sync.
+	Status journaled = journal.appendAll({{kCommitting, {}}, {kCommitted, {}}});
+	// "committed" is durable: a lost rename only makes recovery retire it again.
+	(void)journals.retire(journal, journaled.ok() ? MigrationJournal::Durable::No : MigrationJournal::Durable::Yes);
+	record.markTotalEnd();
+	record.enter(Phase::Committed);
+	FERRY_LOG(logMigration, Info) << "committed" << kv("migration", record.id()) << kv("role", "destination");
+	if (!launch)
+		return;
+	UniqueFd netns(launch->netnsFd);
+	auto launched = launchWorkload(*launch);
+	if (!launched.ok()) {
+		record.setError("workload did not start: " + launched.error().message());
+		FERRY_LOG(logMigration, Error) << "workload did not start" << kv("migration", record.id())
+					       << kv("error", launched.error().message());
+		return;
+	}
+	FERRY_LOG(logMigration, Info) << "workload started" << kv("migration", record.id()) << kv("pid", launched->pid());
+	// The agent is the workload's parent: reap it when it ends, or it
+	// lingers as a zombie. The sockets it inherited are its own.
+	handed.clear();
+	for (;;) {
+		auto ended = launched->wait(std::chrono::hours(24));
+		if (!ended.ok() && ended.error().code == ETIMEDOUT)
+			continue;
+		if (ended.ok())
+			FERRY_LOG(logMigration, Info) << "workload ended" << kv("migration", record.id())
+						      << kv("pid", launched->pid())
+						      << kv("code", ended->exited ? ended->code : 128 + ended->signal);
+		return;
+	}
+}
+
+} // namespace
 
 Status DestinationMigration::commit(const CommitRequest &request)
 {
@@ -610,8 +852,6 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	// start still aborts it (below), while nothing has escaped the lock.
 	s.record->enter(Phase::Committing);
 	s.timer.mark("deferred_restore");
-	(void)s.journal.append(kCommitting);
-	s.timer.mark("journal_committing");
 
 	// Announce in the background: the first frame goes out at once, the
 	// repeats must not hold up the commit.
@@ -634,13 +874,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	if (!s.request.handoff.container)
 		announce();
 
-	for (State::Restored &r : s.restored) {
-		Status resumed = repair::resume(r.fd.get(), r.snapshot);
-		if (!resumed.ok())
-			FERRY_LOG(logMigration, Error) << "resume failed" << kv("migration", s.id())
-						       << kv("flow", r.snapshot.flow.toString())
-						       << kv("error", resumed.error().message());
-	}
+	s.resumeAll();
 	s.timer.mark("resume");
 
 	if (s.request.handoff.container) {
@@ -681,7 +915,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	}
 
 	std::optional<LaunchRequest> launch;
-	std::vector<State::Restored> handed;
+	std::vector<UniqueFd> handed;
 	if (!s.request.handoff.execArgv.empty()) {
 		launch.emplace();
 		launch->netnsFd = ::dup(s.netns.get());
@@ -699,52 +933,37 @@ Status DestinationMigration::commit(const CommitRequest &request)
 							       listener ? Endpoint{} : snap.flow.remote,
 							       repair::toString(snap.state)});
 		}
-		handed = std::move(s.restored);
+		for (State::Restored &r : s.restored)
+			handed.push_back(std::move(r.fd));
 		s.restored.clear();
 	}
 
-	Status journaled = s.journal.append(kCommitted);
-	s.timer.mark("journal_committed");
-	// "committed" is durable: a lost rename only makes recovery retire it again.
-	(void)s.context.journal.retire(s.journal, journaled.ok() ? MigrationJournal::Durable::No
-								  : MigrationJournal::Durable::Yes);
-	s.timer.mark("retire");
 	s.ended = true;
-	s.record->markTotalEnd();
-	s.record->enter(Phase::Committed);
-	FERRY_LOG(logMigration, Info) << "committed" << kv("migration", s.id()) << kv("role", "destination");
-
-	// The peers are served by the kernel from the moment of unlock; the
-	// source waits for this answer to end its blackout. Starting the
-	// workload (milliseconds: fork, exec, manifest) happens after it, on a
-	// thread that owns what it needs: the sockets stay open until the
-	// workload holds its own copies.
-	if (launch) {
-		std::thread([launch = std::move(*launch), handed = std::move(handed), record = s.record]() mutable {
-			UniqueFd netns(launch.netnsFd);
-			auto launched = launchWorkload(launch);
-			if (!launched.ok()) {
-				record->setError("workload did not start: " + launched.error().message());
-				FERRY_LOG(logMigration, Error) << "workload did not start" << kv("migration", record->id())
-							       << kv("error", launched.error().message());
-				return;
-			}
-			FERRY_LOG(logMigration, Info) << "workload started" << kv("migration", record->id())
-						      << kv("pid", launched->pid());
-			// The agent is the workload's parent: reap it when it ends, or
-			// it lingers as a zombie. The sockets it inherited are its own.
-			handed.clear();
-			for (;;) {
-				auto ended = launched->wait(std::chrono::hours(24));
-				if (!ended.ok() && ended.error().code == ETIMEDOUT)
-					continue;
-				if (ended.ok())
-					FERRY_LOG(logMigration, Info)
-						<< "workload ended" << kv("migration", record->id()) << kv("pid", launched->pid())
-						<< kv("code", ended->exited ? ended->code : 128 + ended->signal);
-				return;
-			}
-		}).detach();
+	if (s.request.handoff.container) {
+		// The container holds its own copies of the sockets: they survive
+		// an agent that dies now, and recovery keeps the container only if
+		// "committed" is on disk. It is, before the source is answered.
+		finishCommitted(s.journal, s.context.journal, *s.record, std::nullopt, {});
+		s.timer.mark("journal_committed");
+		return {};
+	}
+	// Without a container, nothing outside this agent holds the sockets
+	// until the workload starts: an agent that died now would take the
+	// connections with it, whatever its journal says. So the source, whose
+	// blackout lasts until this answer, is answered first; the journal, its
+	// retirement and then the workload's start (milliseconds: fork, exec,
+	// manifest; "committed" must be durable before the workload holds the
+	// sockets, or recovery would take its address away) follow on a thread
+	// that owns what they need. The sockets stay open until the workload
+	// holds its own copies.
+	auto finish = [journal = std::move(s.journal), journals = s.context.journal, record = s.record,
+		       launch = std::move(launch), handed = std::move(handed)]() mutable {
+		finishCommitted(journal, journals, *record, std::move(launch), std::move(handed));
+	};
+	try {
+		std::thread(std::move(finish)).detach();
+	} catch (const std::system_error &) {
+		finish(); // no thread to be had: before the answer, as it was
 	}
 	return {};
 }

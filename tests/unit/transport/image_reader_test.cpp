@@ -12,6 +12,7 @@
 #include "image_samples.h"
 #include "snapshot_compare.h"
 #include "transport/crc32c.h"
+#include "transport/image_manifest.h"
 #include "transport/image_reader.h"
 
 using namespace ferry;
@@ -507,6 +508,47 @@ TEST_CASE("manifest fields are typed strictly; errors name the field and record"
 	CHECK(contains(utf8.what, "'options.congestion' is not a congestion control name"));
 	Error name = rejectedLogical(withManifestEdit("\"cork\"", "\"c\xc3\xb6rk\""));
 	CHECK(contains(name.what, "is not part of format version 1"));
+}
+
+TEST_CASE("manifest members are matched by name in any order; a NUL byte is refused")
+{
+	// The decoder looks members up in the writer's order first (one
+	// comparison each); another order must decode to the same snapshot.
+	repair::ConnectionSnapshot original = samples::established4(0, 0, 0);
+	std::string m = samples::manifestJson(original);
+	const std::string first = "\"family\":\"inet\",";
+	REQUIRE(m.rfind("{" + first, 0) == 0);
+	std::string moved = "{" + m.substr(1 + first.size(), m.size() - 2 - first.size()) + ",\"family\":\"inet\"}";
+	// And inside "options": its first member goes last.
+	size_t options = moved.find("\"options\":{");
+	REQUIRE(options != std::string::npos);
+	size_t open = options + std::string("\"options\":{").size();
+	size_t comma = moved.find(',', open);
+	size_t close = moved.find('}', open);
+	std::string member = moved.substr(open, comma - open);
+	moved = moved.substr(0, open) + moved.substr(comma + 1, close - comma - 1) + "," + member + moved.substr(close);
+	REQUIRE(moved != m);
+	QueueLengths queues;
+	auto decoded = decodeManifest(moved, ImageLimits{}, queues);
+	REQUIRE(decoded.ok());
+	samples::checkSame(*decoded, original);
+
+	// Missing and unknown members are found in any order as well.
+	std::string missing = moved;
+	missing.erase(missing.find(",\"family\":\"inet\""), first.size());
+	auto refused = decodeManifest(missing, ImageLimits{}, queues);
+	REQUIRE(!refused.ok());
+	CHECK(contains(refused.error().what, "'family' is missing"));
+
+	// Parsed in place, a NUL would end the text early and hide what
+	// follows it: refused instead.
+	std::string nul = m + std::string(1, '\0') + "{\"trailing\":1}";
+	auto withNul = decodeManifest(nul, ImageLimits{}, queues);
+	REQUIRE(!withNul.ok());
+	CHECK(contains(withNul.error().what, "NUL"));
+	std::string inside = m;
+	inside.insert(inside.find("cubic"), 1, '\0');
+	CHECK(!decodeManifest(inside, ImageLimits{}, queues).ok());
 }
 
 TEST_CASE("manifest consistency: listeners have no peer or queues, connections have a peer")
