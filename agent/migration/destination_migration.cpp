@@ -526,10 +526,11 @@ namespace {
 //
 // One restorer, restoring in image order: listeners come first in the
 // image and must be bound before the connections that share their port.
-// The reader hands over each admitted snapshot with push(); the restorer
-// alone touches State::restored until finish() has joined it. A restore
-// that fails stops the restorer; push() reports the failure from then on
-// so that the upload stops early, and finish() returns it.
+// The reader stages each admitted snapshot with push() and hands them over
+// with flush() after each chunk; the restorer alone touches
+// State::restored until finish() has joined it. A restore that fails stops
+// the restorer; flush() reports the failure from then on so that the
+// upload stops early, and finish() returns it.
 class Restorer {
 public:
 	using RestoreFn = std::function<Status(repair::ConnectionSnapshot &&)>;
@@ -551,21 +552,34 @@ public:
 		return {};
 	}
 
-	Status push(repair::ConnectionSnapshot &&snapshot)
+	// Stages a snapshot; the restorer gets it at the next flush(). A
+	// hand-over per snapshot would wake the restorer (a futex call on
+	// each side) for every connection.
+	void push(repair::ConnectionSnapshot &&snapshot) { staged_.push_back(std::move(snapshot)); }
+
+	// Hands the staged snapshots over (the reader calls it after each
+	// chunk of the upload). Returns the restorer's failure, if any.
+	Status flush()
 	{
 		std::lock_guard lock(mutex_);
 		if (failure_)
 			return *failure_;
-		queue_.push_back(std::move(snapshot));
-		if (queue_.size() == 1)
+		if (staged_.empty())
+			return {};
+		bool wasEmpty = queue_.empty();
+		for (repair::ConnectionSnapshot &snapshot : staged_)
+			queue_.push_back(std::move(snapshot));
+		staged_.clear();
+		if (wasEmpty)
 			wake_.notify_one();
 		return {};
 	}
 
-	// Waits until every pushed snapshot is restored (or the first failure)
-	// and joins the thread. Idempotent.
+	// Hands over what is staged, waits until every snapshot is restored
+	// (or the first failure) and joins the thread. Idempotent.
 	Status finish()
 	{
+		(void)flush();
 		{
 			std::lock_guard lock(mutex_);
 			closed_ = true;
@@ -619,6 +633,7 @@ private:
 	std::thread thread_;
 	std::mutex mutex_;
 	std::condition_variable wake_;
+	std::vector<repair::ConnectionSnapshot> staged_; // the reader's only
 	std::deque<repair::ConnectionSnapshot> queue_;
 	bool closed_ = false;
 	std::optional<Error> failure_;
@@ -662,8 +677,10 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 				deferredCount.store(static_cast<uint32_t>(s.deferred.size()), std::memory_order_relaxed);
 				return {};
 			}
-			if (pipelined)
-				return restorer.push(std::move(snapshot));
+			if (pipelined) {
+				restorer.push(std::move(snapshot));
+				return {};
+			}
 			return s.restoreNow(std::move(snapshot), static_cast<uint32_t>(s.deferred.size()));
 		},
 		limits);
@@ -686,7 +703,8 @@ Result<ImageReceipt> DestinationMigration::receiveImage(const ImageBody &body)
 			compressed += chunk.size();
 			if (compressed > s.context.policy.maxImageBytes)
 				return makeError("the image is larger than this agent accepts", EFBIG);
-			return reader->feed(chunk);
+			FERRY_TRY(reader->feed(chunk));
+			return restorer.flush();
 		});
 		// Every socket restored (or the first failure) before anything
 		// else looks at `restored`, also when the upload failed.
