@@ -127,6 +127,11 @@ Result<ContainerInfo> parseRuncState(std::string_view json)
 	info.spec.runtime = Runtime::Runc;
 	info.spec.name = info.id;
 	info.spec.bundle = info.bundle;
+	// A container ferry started has the destination's work directory as
+	// its bundle; other hosts have only the original.
+	if (auto original = info.annotations.find(std::string(kBundleAnnotation));
+	    original != info.annotations.end() && !original->second.empty() && original->second.front() == '/')
+		info.spec.bundle = original->second;
 	info.spec.annotations = info.annotations;
 	return info;
 }
@@ -291,8 +296,18 @@ Result<std::string> rewriteRuncConfig(std::string_view configJson, const RuncCon
 	Value &namespaces = linux["namespaces"];
 	bool found = false;
 	for (Value &ns : namespaces.GetArray()) {
-		if (stringMember(ns, "type") != "network")
+		std::string type = stringMember(ns, "type");
+		if (type != "network") {
+			// A path names another process's namespace (a CRI pod's
+			// sandbox, by /proc/<pid>/ns/...): on the destination that
+			// process is gone or is some other one.
+			if (member(ns, "path"))
+				return makeError("the bundle's config.json joins an existing " + type +
+							 " namespace by path; only the network namespace can be moved",
+						 EINVAL)
+					.at("namespace", type);
 			continue;
+		}
 		found = true;
 		if (ns.HasMember("path"))
 			ns["path"] = stringValue(rewrite.netnsPath, a);
@@ -305,6 +320,17 @@ Result<std::string> rewriteRuncConfig(std::string_view configJson, const RuncCon
 		ns.AddMember("path", stringValue(rewrite.netnsPath, a), a);
 		namespaces.PushBack(ns, a);
 	}
+
+	// Where the bundle came from, for the next migration: the rewritten
+	// config lives in this host's work directory, which no other host has.
+	// A config rewritten before keeps its first bundle.
+	if (!doc.HasMember("annotations") || !doc["annotations"].IsObject()) {
+		doc.RemoveMember("annotations");
+		doc.AddMember("annotations", Value(rapidjson::kObjectType), a);
+	}
+	Value &annotations = doc["annotations"];
+	if (!member(annotations, kBundleAnnotation.data()))
+		annotations.AddMember(stringValue(kBundleAnnotation, a), stringValue(rewrite.sourceBundle, a), a);
 
 	rapidjson::StringBuffer buffer;
 	rapidjson::PrettyWriter<rapidjson::StringBuffer> writer(buffer);

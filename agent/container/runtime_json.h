@@ -18,8 +18,14 @@ namespace ferry::container {
 inline constexpr std::string_view kHandoffVariables[] = {"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID",
 							 "FERRY_MANIFEST"};
 
+// The annotation a rewritten config.json records its source bundle in
+// (rewriteRuncConfig), so that a container migrated before is sent on
+// with the bundle other hosts have, not this host's work directory.
+inline constexpr std::string_view kBundleAnnotation = "io.ferry.bundle";
+
 // `runc state ID`: id, pid, status, bundle, annotations. The spec is the
-// bundle and the id as name; cgroup and netns are left empty (they need
+// bundle (kBundleAnnotation when it holds an absolute path) and the id as
+// name; cgroup and netns are left empty (they need
 // the live process). EINVAL when the text is not runc's state document.
 Result<ContainerInfo> parseRuncState(std::string_view json);
 
@@ -57,9 +63,14 @@ struct RuncConfigRewrite {
 // manifest file at kContainerManifestPath (replacing an earlier one),
 // linux.cgroupsPath set from cgroupLeaf (never the source's: a source on
 // the same machine still holds it, frozen, and runc refuses a frozen
-// cgroup or, worse, shares a live one), process.terminal false. Everything
-// else (hooks, annotations, capabilities, other namespaces) is kept.
-// EINVAL when the input is not an OCI config runc could run.
+// cgroup or, worse, shares a live one), process.terminal false, and
+// annotation kBundleAnnotation = sourceBundle unless the config has one
+// (from an earlier move). Everything else (hooks, annotations,
+// capabilities, other namespaces) is kept. EINVAL when the input is not
+// an OCI config runc could run, or when a namespace other than network
+// carries a path (joining another process's ipc or uts, as CRI pod
+// containers do: that process is not on the destination); the error
+// names the namespace type.
 Result<std::string> rewriteRuncConfig(std::string_view configJson, const RuncConfigRewrite &rewrite);
 
 } // namespace ferry::container

@@ -266,3 +266,49 @@ TEST_CASE("config.json rewrite: the destination's cgroup sits next to the source
 	CHECK(cgroupAfter(R"({"cgroupsPath":"/pods/p1/web"})") == "/pods/p1/web-ferry-0a1b2c3d");
 	CHECK(cgroupAfter(R"({"cgroupsPath":"system.slice:runc:web"})") == "system.slice:runc:web-ferry-0a1b2c3d");
 }
+
+TEST_CASE("config.json rewrite records the source bundle, and runc state sends it on")
+{
+	std::string source = fixture("runc_config.json");
+	RuncConfigRewrite rewrite;
+	rewrite.sourceBundle = "/srv/bundles/web";
+	rewrite.netnsPath = "/run/netns/x";
+	auto first = rewriteRuncConfig(source, rewrite);
+	REQUIRE(first.ok());
+	CHECK(std::string(parseJson(*first)["annotations"][std::string(kBundleAnnotation).c_str()].GetString()) ==
+	      "/srv/bundles/web");
+	// The second move reads the config from the first destination's work
+	// directory: the original bundle stays.
+	rewrite.sourceBundle = "/var/lib/ferry/containers/m1/runtime";
+	auto second = rewriteRuncConfig(*first, rewrite);
+	REQUIRE(second.ok());
+	CHECK(std::string(parseJson(*second)["annotations"][std::string(kBundleAnnotation).c_str()].GetString()) ==
+	      "/srv/bundles/web");
+
+	auto state = parseRuncState(R"({"id":"web","pid":5,"status":"running",)"
+				    R"("bundle":"/var/lib/ferry/containers/m1/runtime",)"
+				    R"("annotations":{"io.ferry.bundle":"/srv/bundles/web"}})");
+	REQUIRE(state.ok());
+	CHECK(state->bundle == "/var/lib/ferry/containers/m1/runtime");
+	CHECK(state->spec.bundle == "/srv/bundles/web");
+	auto plain = parseRuncState(R"({"id":"web","pid":5,"status":"running","bundle":"/b","annotations":{}})");
+	REQUIRE(plain.ok());
+	CHECK(plain->spec.bundle == "/b");
+}
+
+TEST_CASE("config.json rewrite refuses other namespaces joined by path, naming the type")
+{
+	RuncConfigRewrite rewrite;
+	rewrite.sourceBundle = "/b";
+	rewrite.netnsPath = "/run/netns/x";
+	std::string config = R"({"root":{"path":"rootfs"},"process":{},"linux":{"namespaces":[)"
+			     R"({"type":"pid"},{"type":"network","path":"/proc/9/ns/net"},)"
+			     R"({"type":"ipc","path":"/proc/42/ns/ipc"}]}})";
+	auto refused = rewriteRuncConfig(config, rewrite);
+	REQUIRE_FALSE(refused.ok());
+	CHECK(refused.error().code == EINVAL);
+	CHECK(refused.error().what.find("ipc namespace") != std::string::npos);
+	// Without the path it is a fresh namespace of the new container: fine.
+	std::string fresh = R"({"root":{"path":"rootfs"},"process":{},"linux":{"namespaces":[{"type":"ipc"}]}})";
+	CHECK(rewriteRuncConfig(fresh, rewrite).ok());
+}
