@@ -120,6 +120,7 @@ Result<ContainerInfo> readContainer(const Value &v, const std::string &path, boo
 				return fieldError(full, "expected object of strings");
 			if (f.MemberCount() > kMaxAnnotations)
 				return fieldError(full, "more than " + std::to_string(kMaxAnnotations) + " annotations");
+			size_t annotationBytes = 0;
 			for (auto a = f.MemberBegin(); a != f.MemberEnd(); ++a) {
 				std::string key(a->name.GetString(), a->name.GetStringLength());
 				std::string where = full + "." + key.substr(0, 64);
@@ -129,6 +130,10 @@ Result<ContainerInfo> readContainer(const Value &v, const std::string &path, boo
 				if (info.annotations.count(key))
 					return fieldError(where, "duplicate annotation");
 				FERRY_TRY_ASSIGN(std::string value, stringField(a->value, where, kMaxAnnotationValue));
+				annotationBytes += key.size() + value.size();
+				if (annotationBytes > kMaxAnnotationBytes)
+					return fieldError(full, "more than " + std::to_string(kMaxAnnotationBytes) +
+									" bytes of annotation names and values");
 				info.annotations.emplace(std::move(key), std::move(value));
 			}
 		}

@@ -28,9 +28,14 @@ namespace ferry::api {
 inline constexpr size_t kMaxContainerIdLength = 128;
 bool isValidContainerId(std::string_view id);
 
+// A registration's annotations: each entry is kept in memory and in the
+// registry's file, which every registration rewrites whole
+// (ContainerRegistry::kMaxContainers entries at most), so the sum of
+// their keys and values is bounded too.
 inline constexpr size_t kMaxAnnotations = 256;
 inline constexpr size_t kMaxAnnotationKey = 256;
 inline constexpr size_t kMaxAnnotationValue = 4096;
+inline constexpr size_t kMaxAnnotationBytes = 32768;
 inline constexpr size_t kMaxContainerPath = 4096;
 
 // POST /v1/containers. Required: id, runtime, pid. Optional: bundle,

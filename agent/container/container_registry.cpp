@@ -222,9 +222,9 @@ std::optional<unsigned long long> processStartTime(pid_t pid)
 	return value;
 }
 
-Result<std::unique_ptr<ContainerRegistry>> ContainerRegistry::open(std::string path)
+Result<std::unique_ptr<ContainerRegistry>> ContainerRegistry::open(std::string path, size_t maxContainers)
 {
-	std::unique_ptr<ContainerRegistry> registry(new ContainerRegistry(std::move(path)));
+	std::unique_ptr<ContainerRegistry> registry(new ContainerRegistry(std::move(path), maxContainers));
 	const std::string &file = registry->path_;
 	struct stat st{};
 	if (::stat(file.c_str(), &st) < 0) {
@@ -303,9 +303,30 @@ Status ContainerRegistry::add(const ContainerInfo &info)
 
 	std::lock_guard lock(mutex_);
 	std::vector<RegisteredContainer> next = entries_;
+	// One entry per process: a container whose init is this process now
+	// replaces whatever was registered for it (a restarted hook, a
+	// renamed container), so re-registrations cannot pile up.
+	size_t before = next.size();
+	next.erase(std::remove_if(next.begin(), next.end(),
+				  [&](const RegisteredContainer &e) { return e.info.pid == info.pid && e.info.id != info.id; }),
+		   next.end());
 	auto it = std::lower_bound(next.begin(), next.end(), info.id,
 				   [](const RegisteredContainer &e, const std::string &id) { return e.info.id < id; });
 	bool replaced = it != next.end() && it->info.id == info.id;
+	if (!replaced && next.size() >= maxContainers_) {
+		// Dead entries first: the cap is for live containers.
+		next.erase(std::remove_if(next.begin(), next.end(),
+					  [](const RegisteredContainer &e) { return !isAlive(e); }),
+			   next.end());
+		it = std::lower_bound(next.begin(), next.end(), info.id,
+				      [](const RegisteredContainer &e, const std::string &id) { return e.info.id < id; });
+		if (next.size() >= maxContainers_)
+			return makeError("the container registry is full (" + std::to_string(maxContainers_) +
+						 " containers)",
+					 EAGAIN)
+				.at("container", info.id);
+	}
+	bool displaced = next.size() < before;
 	RegisteredContainer entry{info, *start};
 	entry.info.spec = {};
 	if (replaced)
@@ -316,7 +337,7 @@ Status ContainerRegistry::add(const ContainerInfo &info)
 	entries_ = std::move(next);
 	FERRY_LOG(logRegistry, Info) << (replaced ? "container re-registered" : "container registered")
 				     << kv("container", info.id) << kv("runtime", toString(info.runtime))
-				     << kv("pid", info.pid);
+				     << kv("pid", info.pid) << kv("replaced_same_pid", displaced);
 	return {};
 }
 

@@ -54,17 +54,29 @@ std::optional<unsigned long long> processStartTime(pid_t pid);
 
 class ContainerRegistry {
 public:
+	// Shortest prefix `find` accepts.
+	static constexpr size_t kMinPrefix = 4;
+	// Most entries kept. Every add rewrites and fsyncs the whole file
+	// under the lock, and the registration route is open to local
+	// clients: the bound keeps that cost and the file's size finite
+	// (with api/container_schemas.h's bound on an entry's annotations,
+	// 32 KiB, at most some 130 MiB).
+	static constexpr size_t kMaxContainers = 4096;
+
 	// Loads `path` if it exists (a missing file is an empty registry; a
 	// corrupt one is logged and set aside as <path>.corrupt). Fails only
 	// when the file exists but cannot be read, or cannot be set aside.
-	static Result<std::unique_ptr<ContainerRegistry>> open(std::string path);
+	// `maxContainers`: kMaxContainers, smaller in tests.
+	static Result<std::unique_ptr<ContainerRegistry>> open(std::string path, size_t maxContainers = kMaxContainers);
 
 	ContainerRegistry(const ContainerRegistry &) = delete;
 	ContainerRegistry &operator=(const ContainerRegistry &) = delete;
 
-	// Adds or replaces the entry for info.id. EINVAL when the id is empty
-	// or the pid is not alive; EIO (or the write's errno) when the file
-	// cannot be written.
+	// Adds or replaces the entry for info.id; an entry of another id with
+	// the same pid is replaced too (one entry per process). EINVAL when
+	// the id is empty or the pid is not alive; EAGAIN when kMaxContainers
+	// live entries are registered and info.id is not one of them; EIO (or
+	// the write's errno) when the file cannot be written.
 	Status add(const ContainerInfo &info);
 	// ENOENT when not registered.
 	Status remove(const std::string &id);
@@ -77,17 +89,16 @@ public:
 
 	const std::string &path() const { return path_; }
 
-	// Shortest prefix `find` accepts.
-	static constexpr size_t kMinPrefix = 4;
 
 private:
-	explicit ContainerRegistry(std::string path) : path_(std::move(path)) {}
+	ContainerRegistry(std::string path, size_t maxContainers) : path_(std::move(path)), maxContainers_(maxContainers) {}
 
 	// Both with mutex_ held.
 	void dropDeadLocked() const;
 	Status persistLocked(const std::vector<RegisteredContainer> &entries) const;
 
 	const std::string path_;
+	const size_t maxContainers_;
 	mutable std::mutex mutex_;
 	// Sorted by id. Mutable: lookups drop dead entries as they find them.
 	mutable std::vector<RegisteredContainer> entries_;

@@ -99,7 +99,7 @@ TEST_CASE("a missing file is an empty registry; add, list, replace and remove pe
 	CHECK(registry->list().empty());
 	CHECK_FALSE(fs::exists(dir.file()));
 
-	test::ChildProcess a, b;
+	test::ChildProcess a, b, c;
 	REQUIRE(registry->add(sample("bbbb-2", b.pid())).ok());
 	REQUIRE(registry->add(sample("aaaa-1", a.pid(), "web")).ok());
 	CHECK(ids(registry->list()) == std::vector<std::string>{"aaaa-1", "bbbb-2"});
@@ -117,7 +117,7 @@ TEST_CASE("a missing file is an empty registry; add, list, replace and remove pe
 	CHECK(found->spec.image.empty()); // the spec is not kept
 
 	// Replacing keeps one entry, with the new fields.
-	ContainerInfo again = sample("aaaa-1", b.pid(), "web2");
+	ContainerInfo again = sample("aaaa-1", c.pid(), "web2");
 	again.runtime = Runtime::Podman;
 	REQUIRE(registry->add(again).ok());
 	REQUIRE(registry->list().size() == 2);
@@ -266,13 +266,16 @@ TEST_CASE("concurrent adds and lookups from several threads")
 {
 	TempDir dir;
 	auto registry = openAt(dir.file());
-	test::ChildProcess child;
+	// One process per entry: the registry keeps one entry per pid.
+	std::vector<std::unique_ptr<test::ChildProcess>> children;
+	for (int i = 0; i < 80; ++i)
+		children.push_back(std::make_unique<test::ChildProcess>());
 	std::vector<std::thread> threads;
 	for (int t = 0; t < 4; ++t) {
 		threads.emplace_back([&, t] {
 			for (int i = 0; i < 20; ++i) {
 				std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
-				CHECK(registry->add(sample(id, child.pid())).ok());
+				CHECK(registry->add(sample(id, children[static_cast<size_t>(t * 20 + i)]->pid())).ok());
 				CHECK(registry->find(id).ok());
 				(void)registry->list();
 			}
@@ -282,4 +285,39 @@ TEST_CASE("concurrent adds and lookups from several threads")
 		t.join();
 	CHECK(registry->list().size() == 80);
 	CHECK(openAt(dir.file())->list().size() == 80);
+}
+
+TEST_CASE("one entry per pid: a new registration for a process replaces the old one")
+{
+	TempDir dir;
+	auto registry = openAt(dir.file());
+	test::ChildProcess child, other;
+	REQUIRE(registry->add(sample("old-id", child.pid(), "web")).ok());
+	REQUIRE(registry->add(sample("keep", other.pid())).ok());
+	REQUIRE(registry->add(sample("new-id", child.pid(), "web")).ok());
+	CHECK(ids(registry->list()) == std::vector<std::string>{"keep", "new-id"});
+	CHECK(registry->find("old-id").error().code == ENOENT);
+	CHECK(readFile(dir.file()).find("old-id") == std::string::npos);
+}
+
+TEST_CASE("the registry is bounded: a full one refuses new ids, after dropping dead entries")
+{
+	CHECK(ContainerRegistry::kMaxContainers == 4096);
+	TempDir dir;
+	auto opened = ContainerRegistry::open(dir.file(), 2);
+	REQUIRE(opened.ok());
+	auto &registry = *opened;
+	test::ChildProcess a, b, c;
+	REQUIRE(registry->add(sample("a1", a.pid())).ok());
+	REQUIRE(registry->add(sample("b1", b.pid())).ok());
+	Status full = registry->add(sample("c1", c.pid()));
+	REQUIRE_FALSE(full.ok());
+	CHECK(full.error().code == EAGAIN);
+	CHECK(full.error().what.find("full") != std::string::npos);
+	// Replacing an entry is not growth.
+	CHECK(registry->add(sample("b1", b.pid(), "renamed")).ok());
+	// A dead entry makes room.
+	b.killAndReap();
+	CHECK(registry->add(sample("c1", c.pid())).ok());
+	CHECK(ids(registry->list()) == std::vector<std::string>{"a1", "c1"});
 }

@@ -132,6 +132,13 @@ TEST_CASE("registrations are validated strictly; the error names the field")
 	std::string longValue = R"({"id":"a","runtime":"runc","pid":1,"annotations":{"k":")" +
 				std::string(kMaxAnnotationValue + 1, 'v') + "\"}}";
 	CHECK(errorOf(longValue).find("annotations.k: longer than") == 0);
+	// Each value within bounds, their sum not.
+	std::string heavy = R"({"id":"a","runtime":"runc","pid":1,"annotations":{)";
+	for (size_t i = 0; i * kMaxAnnotationValue <= kMaxAnnotationBytes; ++i)
+		heavy += (i ? "," : "") + std::string("\"k") + std::to_string(i) + "\":\"" +
+			 std::string(kMaxAnnotationValue, 'v') + "\"";
+	heavy += "}}";
+	CHECK(errorOf(heavy).find("annotations: more than " + std::to_string(kMaxAnnotationBytes) + " bytes") == 0);
 
 	// Accepted forms of netns.
 	CHECK(parseContainerRegistration(R"({"id":"a","runtime":"runc","pid":1,"netns":"pid:99"})")->netns == "pid:99");
