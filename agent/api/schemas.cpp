@@ -15,6 +15,7 @@
 
 #include "base/base64.h"
 #include "cidr.h"
+#include "container_schemas.h"
 
 namespace ferry::api {
 
@@ -52,16 +53,10 @@ constexpr std::pair<Phase, const char *> kPhaseNames[] = {
 };
 
 // Container ids and names are handed to runtime CLIs as arguments and name
-// directories: the rule container_schemas.h gives registrations (a letter
-// or digit first, so never an option).
-constexpr const char *kContainerNameRule = "expected 1..128 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit";
-
-bool isContainerName(std::string_view name)
-{
-	auto alnum = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-	return !name.empty() && name.size() <= 128 && alnum(name.front()) &&
-	       std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '+' || c == '-'; });
-}
+// directories: the rule of registrations (container_schemas.h), a letter
+// or digit first, so never an option.
+const std::string kContainerNameRule = "expected 1.." + std::to_string(kMaxContainerIdLength) +
+				       " characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit";
 
 const char *freezeName(ContainerSelection::Freeze freeze)
 {
@@ -748,9 +743,9 @@ Status decode(const Value &v, const std::string &path, ContainerSelection &out)
 		.optional("runtime", out.runtime)
 		.optional("freeze", out.freeze)
 		.optional("destinationName", out.destinationName);
-	if (d.has("id") && !isContainerName(out.id))
+	if (d.has("id") && !isValidContainerId(out.id))
 		d.fail(fieldError(childPath(path, "id"), kContainerNameRule));
-	if (!out.destinationName.empty() && !isContainerName(out.destinationName))
+	if (!out.destinationName.empty() && !isValidContainerId(out.destinationName))
 		d.fail(fieldError(childPath(path, "destinationName"), kContainerNameRule));
 	return d.finish();
 }
@@ -809,12 +804,15 @@ Status decode(const Value &v, const std::string &path, container::ContainerSpec 
 		.optional("user", out.user)
 		.optional("annotations", out.annotations);
 	FERRY_TRY(d.finish());
-	if (!isContainerName(out.name))
+	if (!isValidContainerId(out.name))
 		return fieldError(childPath(path, "name"), kContainerNameRule);
 	if (out.runtime == container::Runtime::Runc && out.bundle.rfind('/', 0) != 0)
 		return fieldError(childPath(path, "bundle"), "a runc container needs its bundle as an absolute path");
 	if (out.runtime == container::Runtime::Podman && out.image.empty())
 		return fieldError(childPath(path, "image"), "a podman container needs its image");
+	// The values become runc's and podman's arguments on the peer.
+	if (auto problem = container::findUnsafeArgument(out))
+		return fieldError(childPath(path, problem->field), problem->problem);
 	for (size_t i = 0; i < out.environment.size(); ++i) {
 		size_t eq = out.environment[i].find('=');
 		if (eq == std::string::npos || eq == 0)

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "container/file_text.h"
 
 namespace ferry::container {
 
@@ -35,39 +36,6 @@ bool exists(const std::string &path)
 bool isV2(const std::string &dir)
 {
 	return exists(dir + "/cgroup.freeze");
-}
-
-Result<std::string> readFile(const std::string &path)
-{
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd)
-		return errnoError("cannot open").at("file", path);
-	std::string out;
-	char buffer[4096];
-	for (;;) {
-		ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errnoError("cannot read").at("file", path);
-		if (n == 0)
-			return out;
-		out.append(buffer, static_cast<size_t>(n));
-	}
-}
-
-Status writeFile(const std::string &path, std::string_view value)
-{
-	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-	if (!fd)
-		return errnoError("cannot open").at("file", path);
-	ssize_t n;
-	do
-		n = ::write(fd.get(), value.data(), value.size());
-	while (n < 0 && errno == EINTR);
-	if (n != static_cast<ssize_t>(value.size()))
-		return errnoError(n < 0 ? errno : EIO, "cannot write").at("file", path);
-	return {};
 }
 
 std::string_view trim(std::string_view s)
@@ -301,7 +269,7 @@ Status freezeCgroup(const std::string &dir, std::chrono::milliseconds timeout)
 	bool v2 = isV2(dir);
 	if (!v2 && !exists(dir + "/freezer.state"))
 		return makeError("not a cgroup with a freezer (no cgroup.freeze, no freezer.state)", ENOENT).at("cgroup", dir);
-	FERRY_TRY(writeFile(dir + (v2 ? "/cgroup.freeze" : "/freezer.state"), v2 ? "1" : "FROZEN"));
+	FERRY_TRY(writeFile(dir + (v2 ? "/cgroup.freeze" : "/freezer.state"), v2 ? "1" : "FROZEN", WriteMode::Control));
 	Status waited = waitFrozen(dir, v2, start + timeout);
 	if (!waited.ok()) {
 		// Half frozen is the worst state to leave a workload in: some
@@ -322,10 +290,10 @@ Status freezeCgroup(const std::string &dir, std::chrono::milliseconds timeout)
 Status thawCgroup(const std::string &dir)
 {
 	if (isV2(dir))
-		return writeFile(dir + "/cgroup.freeze", "0");
+		return writeFile(dir + "/cgroup.freeze", "0", WriteMode::Control);
 	if (!exists(dir + "/freezer.state"))
 		return makeError("not a cgroup with a freezer (no cgroup.freeze, no freezer.state)", ENOENT).at("cgroup", dir);
-	return writeFile(dir + "/freezer.state", "THAWED");
+	return writeFile(dir + "/freezer.state", "THAWED", WriteMode::Control);
 }
 
 Result<std::vector<pid_t>> cgroupProcesses(const std::string &dir)

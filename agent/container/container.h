@@ -65,6 +65,22 @@ struct ContainerSpec {
 	std::map<std::string, std::string> annotations;
 };
 
+// Why `spec` cannot go to a runtime's command line as it is, or nullopt
+// when it can. A spec comes from a peer agent, and its values become
+// arguments of runc and podman: a value starting with '-' would be read as
+// an option (`podman image exists --help` succeeds), and podman's mount
+// syntax gives ':' and ',' in a path a meaning (`/x:U` chowns the host
+// source). Refused: a leading '-' in name, image, bundle, user or
+// command[0]; a bundle or working directory that is not absolute; mount
+// paths that are not absolute, hold ':', ',' or a NUL, or have a ".."
+// component. `field` is the ContainerSpec's wire name ("image",
+// "mounts[2].source"), `problem` says what is wrong.
+struct SpecProblem {
+	std::string field;
+	std::string problem;
+};
+std::optional<SpecProblem> findUnsafeArgument(const ContainerSpec &spec);
+
 // A container running on this host, as its runtime (or the OCI hook)
 // describes it.
 struct ContainerInfo {

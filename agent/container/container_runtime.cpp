@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "container/cgroup_freezer.h"
+#include "container/file_text.h"
 #include "container/runtime_command.h"
 #include "container/runtime_json.h"
 
@@ -83,44 +84,6 @@ Result<CommandOutput> runRuntime(const std::vector<std::string> &argv, const Com
 	return out;
 }
 
-Result<std::string> readFile(const std::string &path)
-{
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd)
-		return errnoError("cannot open").at("file", path);
-	std::string out;
-	char buffer[16384];
-	for (;;) {
-		ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errnoError("cannot read").at("file", path);
-		if (n == 0)
-			return out;
-		out.append(buffer, static_cast<size_t>(n));
-	}
-}
-
-Status writeFile(const std::string &path, std::string_view text)
-{
-	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-	if (!fd)
-		return errnoError("cannot create").at("file", path);
-	size_t done = 0;
-	while (done < text.size()) {
-		ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return errnoError("cannot write").at("file", path);
-		done += static_cast<size_t>(n);
-	}
-	if (::close(fd.release()) != 0)
-		return errnoError("cannot write").at("file", path);
-	return {};
-}
-
 bool isDirectory(const std::string &path)
 {
 	struct stat st{};
@@ -133,10 +96,20 @@ bool isFile(const std::string &path)
 	return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// findUnsafeArgument as an error: specs come from a peer, and the schema's
+// check is not the only way into this layer.
+Status checkArguments(const ContainerSpec &spec)
+{
+	if (auto problem = findUnsafeArgument(spec))
+		return makeError(problem->field + ": " + problem->problem, EINVAL).at("container", spec.name);
+	return {};
+}
+
 Status checkStart(const ContainerStart &start)
 {
 	if (start.spec.name.empty())
 		return makeError("the container to start has no name", EINVAL);
+	FERRY_TRY(checkArguments(start.spec));
 	if (start.netnsPath.empty() || start.netnsPath.front() != '/')
 		return makeError("the target network namespace must be a path", EINVAL).at("netns", start.netnsPath);
 	if (!isDirectory(start.workDirectory))
@@ -176,6 +149,12 @@ void removeTree(const std::string &path)
 	if (ignored)
 		FERRY_LOG(logContainer, Warn) << "cannot remove a work directory" << kv("directory", path)
 					      << kv("error", ignored.message());
+}
+
+// --mount's value for a bind; the paths passed findUnsafeArgument (no ',').
+std::string bindMount(const std::string &source, const std::string &destination, bool readOnly)
+{
+	return "type=bind,source=" + source + ",destination=" + destination + (readOnly ? ",ro" : "");
 }
 
 std::string jsonArray(const std::vector<std::string> &items)
@@ -300,7 +279,7 @@ Result<std::unique_ptr<CreatedContainer>> createRunc(const RuntimeOptions &optio
 	auto rewritten = rewriteRuncConfig(config, rewrite);
 	if (!rewritten)
 		return std::move(rewritten).error().at("bundle", spec.bundle);
-	FERRY_TRY(writeFile(start.workDirectory + "/" + kConfigFile, *rewritten));
+	FERRY_TRY(writeFile(start.workDirectory + "/" + kConfigFile, *rewritten, WriteMode::Replace));
 
 	CommandOptions run = commandOptions(options);
 	run.passFds = socketFds(start);
@@ -309,7 +288,14 @@ Result<std::unique_ptr<CreatedContainer>> createRunc(const RuntimeOptions &optio
 	run.outputFile = start.workDirectory + "/" + kLogFile;
 	auto argv = runcArgv(options, {"create", "--preserve-fds", std::to_string(start.sockets.size()), "--bundle",
 				       start.workDirectory, "--pid-file", start.workDirectory + "/" + kPidFile, spec.name});
-	FERRY_TRY_ASSIGN(CommandOutput out, runCommand(argv, run));
+	auto ran = runCommand(argv, run);
+	if (!ran) {
+		// Killed past the timeout (or never waited for): runc may have got
+		// as far as a runc init that holds the sockets and the name.
+		(void)destroyContainer(options, Runtime::Runc, spec.name);
+		return std::move(ran).error();
+	}
+	const CommandOutput &out = *ran;
 	if (out.exitCode != 0) {
 		bool taken = out.err.find("already exists") != std::string::npos;
 		// A create that failed half-way may leave a container under our
@@ -358,10 +344,13 @@ public:
 		}
 		for (const auto &[name, value] : start_.environment)
 			argv.insert(argv.end(), {"-e", name + "=" + value});
+		// --mount, not -v: -v reads options (U, z, ...) after a ':' in
+		// either path. findUnsafeArgument refused ',' in the paths.
 		for (const BindMount &m : spec.mounts)
-			argv.insert(argv.end(), {"-v", m.source + ":" + m.destination + (m.readOnly ? ":ro" : "")});
+			argv.insert(argv.end(), {"--mount", bindMount(m.source, m.destination, m.readOnly)});
 		if (!start_.manifestPath.empty())
-			argv.insert(argv.end(), {"-v", start_.manifestPath + ":" + std::string(kContainerManifestPath) + ":ro"});
+			argv.insert(argv.end(),
+				    {"--mount", bindMount(start_.manifestPath, std::string(kContainerManifestPath), true)});
 		if (!spec.workingDirectory.empty())
 			argv.insert(argv.end(), {"--workdir", spec.workingDirectory});
 		if (!spec.user.empty())
@@ -378,22 +367,33 @@ public:
 		CommandOptions run = commandOptions(options_);
 		for (const UniqueFd &fd : sockets_)
 			run.passFds.push_back(fd.get());
-		FERRY_TRY_ASSIGN(CommandOutput out, runCommand(argv, run));
+		// From here on a container of our name may exist, even when podman
+		// run fails or is killed past the timeout: until start() succeeds,
+		// destroy() removes it.
+		ran_ = true;
+		auto ran = runCommand(argv, run);
+		if (!ran)
+			return abandonRun(std::move(ran).error());
+		const CommandOutput &out = *ran;
 		if (out.exitCode != 0) {
-			Error error = commandError(argv, out, "podman cannot run the container",
-						   out.err.find("already in use") != std::string::npos ? EEXIST : EIO);
-			// A run that failed after creating leaves the container
-			// behind under our name, unless the name was someone else's.
-			if (error.code != EEXIST)
-				(void)destroyContainer(options_, Runtime::Podman, spec.name);
-			return error;
+			bool taken = out.err.find("already in use") != std::string::npos;
+			Error error = commandError(argv, out, "podman cannot run the container", taken ? EEXIST : EIO);
+			// A name in use was someone else's container: not ours to remove.
+			if (taken) {
+				ran_ = false;
+				return error;
+			}
+			return abandonRun(std::move(error));
 		}
 		// The sockets live in the container now.
 		sockets_.clear();
-		FERRY_TRY_ASSIGN(ContainerInfo info, inspectRaw(options_, Runtime::Podman, spec.name));
+		auto inspected = inspectRaw(options_, Runtime::Podman, spec.name);
+		if (!inspected)
+			return abandonRun(std::move(inspected).error());
+		const ContainerInfo &info = *inspected;
 		if (info.status != "running" && info.status != "paused")
-			return makeError("the container is " + info.status + " right after `podman run -d`", EIO)
-				.at("container", spec.name);
+			return abandonRun(makeError("the container is " + info.status + " right after `podman run -d`", EIO)
+						  .at("container", spec.name));
 		pid_ = info.pid;
 		started_ = true;
 		FERRY_LOG(logContainer, Info) << "podman container started" << kv("container", spec.name)
@@ -407,20 +407,37 @@ public:
 			return {};
 		destroyed_ = true;
 		sockets_.clear();
+		Status deleted;
+		if (ran_) {
+			deleted = destroyContainer(options_, Runtime::Podman, name());
+			if (deleted)
+				ran_ = false;
+		}
 		removeTree(start_.workDirectory);
-		return {};
+		return deleted;
 	}
 
 	const std::string &name() const override { return start_.spec.name; }
 	pid_t pid() const override { return pid_; }
 
 private:
+	// A failed start(): the container podman may have made is removed now,
+	// so that the name is free for a retry; if that fails too, destroy()
+	// tries again. Returns `error`.
+	Error abandonRun(Error error)
+	{
+		if (destroyContainer(options_, Runtime::Podman, name()))
+			ran_ = false;
+		return error;
+	}
+
 	RuntimeOptions options_;
 	ContainerStart start_;
 	// podman cannot hand fds to a created container: the sockets wait here,
 	// as duplicates, until start() runs podman.
 	std::vector<UniqueFd> sockets_;
 	pid_t pid_ = 0;
+	bool ran_ = false;  // podman run was attempted and what it made is not known to be gone
 	bool started_ = false;
 	bool destroyed_ = false;
 };
@@ -515,6 +532,7 @@ Status checkCanStart(const RuntimeOptions &options, const ContainerSpec &spec)
 {
 	if (spec.name.empty())
 		return makeError("the container to start has no name", EINVAL);
+	FERRY_TRY(checkArguments(spec));
 	CommandOptions run = commandOptions(options);
 	if (spec.runtime == Runtime::Runc) {
 		FERRY_TRY(runRuntime(runcArgv(options, {"--version"}), run, "runc does not run"));

@@ -112,7 +112,12 @@ Status checkCanStart(const RuntimeOptions &options, const ContainerSpec &spec);
 // FERRY_MANIFEST left from an earlier migration are dropped. The
 // container's init is pid 1 of its pid namespace: LISTEN_PID=1.
 // Destroying a CreatedContainer that was not started destroys the
-// container (abort); after start() it only lets go of it.
+// container (abort); after start() it only lets go of it. A start() that
+// fails (podman run failing, killed past the timeout, or the container not
+// running after it) removes what podman made at once, so the name is free
+// for a retry; destroy() removes it if that did not succeed. A createRunc
+// whose `runc create` fails or times out deletes the half-made container.
+// Every spec is checked with findUnsafeArgument (container.h) first.
 //
 // Errors: EEXIST when the name is taken, EINVAL/ENOENT/EBADF for a bad
 // request (names the field), EIO quoting the runtime's command and stderr

@@ -379,8 +379,14 @@ Result<CommandOutput> runCommand(const std::vector<std::string> &argv, const Com
 					 ETIMEDOUT);
 		}
 		int ready = ::poll(fds, 3, static_cast<int>(std::min<long long>(left.count(), 1000)));
-		if (ready < 0 && errno != EINTR)
-			return errnoError("cannot wait for `" + describeCommand(argv) + "`");
+		if (ready < 0 && errno != EINTR) {
+			// As on the timeout: a child we stop watching must not outlive
+			// the call (it may hold the sockets it was passed).
+			int pollErrno = errno;
+			::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+			(void)reap();
+			return errnoError(pollErrno, "cannot wait for `" + describeCommand(argv) + "`");
+		}
 		if (ready <= 0)
 			continue;
 		if (outOpen && fds[1].revents)

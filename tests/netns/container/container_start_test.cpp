@@ -386,3 +386,61 @@ TEST_CASE("podman: destroy before start leaves nothing, and a missing image is f
 	spec.image = "localhost/ferry-absent:1";
 	CHECK(checkCanStart(host.options(), spec).error().code == ENOENT);
 }
+
+TEST_CASE("podman: a run that made a container but did not leave it running leaves no container, and the name is free")
+{
+	ContainerHost host("podmanfail");
+	host.importImage("localhost/ferry-test:1");
+	ContainerSpec spec;
+	spec.runtime = Runtime::Podman;
+	spec.name = "web-moved";
+	spec.image = "localhost/ferry-test:1";
+	// Exits at once: `podman run -d` succeeds, the "running" check fails.
+	spec.command = {"/bin/true"};
+	SocketSet sockets = makeSockets(host);
+	ContainerStart start = startFor(host, spec, sockets, host.dir() + "/work");
+	auto created = createContainer(host.options(), start);
+	REQUIRE(created.ok());
+	Status started = (*created)->start();
+	REQUIRE_FALSE(started.ok());
+	MESSAGE(started.error().message());
+	CHECK((*created)->destroy().ok());
+	std::string storage = "ct_podman_storage " + host.options().podmanRoot + " " + host.options().podmanRunRoot + "; ";
+	CHECK(captureOutput(containersShell(storage + "ct_podman ps -a -q")) == "");
+	// A retry under the same name is not refused as taken.
+	spec.command = {"/bin/sh", "-c", kReportScript};
+	CHECK(checkCanStart(host.options(), spec).ok());
+}
+
+TEST_CASE("runc: a create killed past the timeout leaves no container, and the name is free")
+{
+	ContainerHost host("runctimeout");
+	std::string bundle = host.makeBundle("web", std::string("sh -c '") + kReportScript + "'");
+	// runc that creates the container, then hangs: the timeout hits after
+	// runc init holds the sockets and the name.
+	std::string runc = host.dir() + "/slow-runc";
+	{
+		std::ofstream script(runc);
+		script << "#!/bin/sh\nrunc \"$@\" || exit $?\ncase \" $* \" in *\" create \"*) exec sleep 1000;; esac\n";
+	}
+	REQUIRE(::chmod(runc.c_str(), 0755) == 0);
+	RuntimeOptions slow = host.options();
+	slow.runcBinary = runc;
+	slow.timeout = std::chrono::milliseconds(5000);
+	ContainerSpec spec;
+	spec.runtime = Runtime::Runc;
+	spec.name = "web-moved";
+	spec.bundle = bundle;
+	SocketSet sockets = makeSockets(host);
+	ContainerStart start = startFor(host, spec, sockets, host.dir() + "/work");
+	auto created = createContainer(slow, start);
+	REQUIRE_FALSE(created.ok());
+	MESSAGE(created.error().message());
+	CHECK(created.error().code == ETIMEDOUT);
+	CHECK(captureOutput("runc --root " + host.options().runcRoot + " list -q").empty());
+	CHECK(checkCanStart(host.options(), spec).ok());
+	// No copy of the connection is left in a runc init: the peer sees EOF.
+	sockets.accepted.reset();
+	char byte;
+	CHECK(::recv(sockets.peer.get(), &byte, 1, 0) == 0);
+}

@@ -461,3 +461,29 @@ TEST_CASE("ids and errno names")
 	CHECK(errnoFromName("EACCES") == EACCES);
 	CHECK(errnoFromName("EWHATEVER") == 0);
 }
+
+TEST_CASE("a handoff container whose values a runtime would read as options is refused (400), naming the field")
+{
+	auto request = [](const std::string &fields) {
+		return R"({"selection":{"container":{"id":"web"}},"targetAgent":"http://x","targetNetns":"b",)"
+		       R"("handoff":{"container":{"runtime":"podman","name":"web",)" + fields + "}}}";
+	};
+	CHECK(fromJson<MigrationRequest>(request(R"("image":"localhost/web:1","mounts":[{"source":"/a","destination":"/b"}])")).ok());
+	auto refused = fromJson<MigrationRequest>(request(R"("image":"--help")"));
+	REQUIRE_FALSE(refused.ok());
+	CHECK(refused.error().code == EINVAL); // 400
+	CHECK(errorOf<MigrationRequest>(request(R"("image":"--help")")) ==
+	      "handoff.container.image: must not start with '-'");
+	CHECK(errorOf<MigrationRequest>(request(R"("image":"i","user":"-u")")) ==
+	      "handoff.container.user: must not start with '-'");
+	CHECK(errorOf<MigrationRequest>(request(R"("image":"i","workingDirectory":"--privileged")")) ==
+	      "handoff.container.workingDirectory: expected an absolute path");
+	CHECK(errorOf<MigrationRequest>(request(R"("image":"i","command":["--rm","x"])")) ==
+	      "handoff.container.command[0]: must not start with '-'");
+	CHECK(errorOf<MigrationRequest>(request(R"("image":"i","mounts":[{"source":"/a","destination":"/x:U"}])")) ==
+	      "handoff.container.mounts[0].destination: must not contain ':', ',' or NUL");
+	CHECK(errorOf<MigrationRequest>(request(R"("image":"i","mounts":[{"source":"/a,ro=false","destination":"/b"}])")) ==
+	      "handoff.container.mounts[0].source: must not contain ':', ',' or NUL");
+	CHECK(errorOf<MigrationRequest>(request(R"("image":"i","mounts":[{"source":"/srv/../etc","destination":"/b"}])")) ==
+	      "handoff.container.mounts[0].source: must not have a '..' component");
+}
