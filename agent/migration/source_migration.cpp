@@ -134,13 +134,16 @@ void restoreAddresses(int netnsFd, const std::vector<JournaledAddress> &removed,
 }
 
 // The container the user named: the OCI hook's registry first (it knows the
-// containers it saw start, whichever runtime), then the runtimes.
+// containers it saw start, whichever runtime, by the id the hook and
+// kubectl-ferry know), then the runtimes. A registry hit only names the
+// container: its runtime must confirm it (confirmRegistered).
 Result<container::ContainerInfo> resolveContainer(const MigrationContext &context, const ContainerSelection &selection)
 {
 	if (context.containers) {
 		auto registered = context.containers->find(selection.id);
 		if (registered.ok() && (!selection.runtime || registered->runtime == *selection.runtime))
-			return registered;
+			return confirmRegistered(*registered, container::inspectContainer(context.runtimes, registered->runtime,
+											  registered->id));
 		if (!registered.ok() && registered.error().code != ENOENT)
 			return std::move(registered).error(); // an ambiguous prefix: the user must say more
 	}
@@ -247,6 +250,24 @@ private:
 };
 
 } // namespace
+
+Result<container::ContainerInfo> confirmRegistered(const container::ContainerInfo &registered,
+						   Result<container::ContainerInfo> inspected)
+{
+	const char *runtime = container::toString(registered.runtime);
+	if (!inspected.ok())
+		return makeError("container '" + registered.id + "' is registered by the OCI hook, but " + runtime +
+					 " does not confirm it (another runtime root?): " + inspected.error().message(),
+				 inspected.error().code)
+			.at("container", registered.id);
+	if (inspected->pid != registered.pid)
+		return makeError("container '" + registered.id + "' is registered with init pid " +
+					 std::to_string(registered.pid) + ", but " + runtime + " reports pid " +
+					 std::to_string(inspected->pid) + ": refusing to freeze either",
+				 ESRCH)
+			.at("container", registered.id);
+	return std::move(*inspected);
+}
 
 struct SourceMigration::State {
 	MigrationContext &context;

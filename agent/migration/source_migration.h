@@ -57,4 +57,14 @@ private:
 	std::unique_ptr<State> state_;
 };
 
+// The container a registry entry (what the OCI hook said at poststart)
+// names, as its runtime reports it now (`inspected`, from
+// inspectContainer(entry.runtime, entry.id)). The registry keeps no spec
+// and may hold an entry the runtime does not know (another runtime root)
+// or a forged one: only the runtime's answer is used, and only when its
+// init pid is the registered one. Errors: the runtime's own (ENOENT: it
+// does not know the container) and ESRCH for another init pid, naming both.
+Result<container::ContainerInfo> confirmRegistered(const container::ContainerInfo &registered,
+						   Result<container::ContainerInfo> inspected);
+
 } // namespace ferry::migration
