@@ -339,6 +339,12 @@ Status SourceMigration::State::discoverContainer()
 	auto where = [&](Error e) { return std::move(e).at("container", info.id).at("phase", "discover"); };
 	if (info.pid <= 0)
 		return where(makeError("the container has no running process", ESRCH));
+	// A rollback thaws what the migration froze: a container the user
+	// paused would come back running. It is not ours to unpause.
+	if (info.status == "paused")
+		return where(makeError("the container is paused: resume it first, or it would be left running if "
+				       "the migration rolled back",
+				       EBUSY));
 	if (info.cgroup.empty()) {
 		// The registry may not know it; without one the init's process
 		// tree stands in (and the runtime's pause freezes).
@@ -511,8 +517,10 @@ Status SourceMigration::State::freezeContainer()
 		timer.mark("handoff");
 	}
 	if (pause) {
-		paused = true;
+		// Set once paused: a pause that failed has nothing to resume
+		// (and the container may have been paused by someone else).
 		FERRY_TRY(container::pauseContainer(context.runtimes, c));
+		paused = true;
 	} else {
 		frozenCgroup = c.cgroup;
 		Status frozen = container::freezeCgroup(c.cgroup, kCgroupFreezeTimeout);
