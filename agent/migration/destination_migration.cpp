@@ -382,6 +382,9 @@ Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(Migr
 									     const PrepareRequest &request,
 									     PrepareReply &reply)
 {
+	// Test-only: a sleep here widens the source's window between its
+	// discovery and its freeze.
+	FERRY_TRY(hitFailpoint("destination.prepare"));
 	FERRY_TRY(checkPolicy(context.policy, request));
 	if (request.imageBytesHint > context.policy.maxImageBytes)
 		return makeError("the image would be larger than this agent accepts", EFBIG);

@@ -313,6 +313,7 @@ struct SourceMigration::State {
 	Status discoverContainer();
 	Status negotiate();
 	Status freeze();
+	Status checkNothingLeftBehind();
 	Status freezeContainer();
 	void thawContainer();
 	Status lockFlows();
@@ -335,6 +336,13 @@ Status SourceMigration::State::checkAbort() const
 Status SourceMigration::State::discoverContainer()
 {
 	const ContainerSelection &selection = *request.selection.container;
+	// The container is destroyed after commit: a connection or listener it
+	// holds that did not move would be closed with it (FIN, RST).
+	if (!request.selection.localPorts.empty() || !request.selection.includeListeners)
+		return makeError("a container migration moves all its connections and listeners: local ports and "
+				 "--no-listeners cannot be given with a container",
+				 EINVAL)
+			.at("container", selection.id);
 	FERRY_TRY_ASSIGN(container::ContainerInfo info, resolveContainer(context, selection));
 	auto where = [&](Error e) { return std::move(e).at("container", info.id).at("phase", "discover"); };
 	if (info.pid <= 0)
@@ -594,6 +602,60 @@ Status SourceMigration::State::freeze()
 	FERRY_TRY(stopProcesses(refs, kStopTimeout));
 	timer.mark("freeze");
 	record->enter(Phase::Frozen);
+	return {};
+}
+
+// After the freeze, nothing the frozen processes hold changes: a socket
+// they hold now and that is not among `sockets` (accepted or opened during
+// negotiation, or left out by the selection) would be closed, with a FIN
+// or an RST to its peer, when the container is destroyed or the stopped
+// processes are killed at commit. Refused while everything can still be
+// thawed. A handed-off workload (no container) ends on its own terms and
+// is not checked.
+Status SourceMigration::State::checkNothingLeftBehind()
+{
+	if (!container && stopped.empty())
+		return {};
+	std::set<uint64_t> moving;
+	for (const TakenSocket &s : sockets)
+		moving.insert(s.info.inode);
+	FERRY_TRY_ASSIGN(std::vector<netlink::TcpSocketInfo> found, netlink::listTcpSockets(netns.get(), {}));
+	netlink::SocketOwnerMap owners;
+	if (container) {
+		// Processes may have joined the container since discovery (an
+		// exec): its cgroup says who is frozen now.
+		std::vector<pid_t> now = members;
+		if (!container->cgroup.empty()) {
+			auto pids = container::cgroupProcesses(container->cgroup);
+			if (pids.ok())
+				now = std::move(*pids);
+		}
+		FERRY_TRY_ASSIGN(owners, mapOwnersAmong(now, found));
+	} else {
+		std::vector<pid_t> pids;
+		for (const ProcessRef &ref : stopped)
+			pids.push_back(ref.pid);
+		FERRY_TRY_ASSIGN(owners, mapOwnersAmong(pids, found));
+	}
+	for (const netlink::TcpSocketInfo &info : found) {
+		bool listener = info.state == netlink::TcpSocketState::Listen;
+		if (moving.count(info.inode) || !owners.find(info.inode))
+			continue;
+		// Without a container, listeners the user left out (--no-listeners)
+		// close with no peer to tell.
+		if (!container && (listener || !isConnected(info)))
+			continue;
+		if (!listener && !isConnected(info))
+			continue;
+		Error e = makeError("connection " + info.flow.toString() + " (" + netlink::tcpStateName(info.state) +
+					    ") is held by the frozen workload but is not part of the migration (it appeared "
+					    "after discovery, or the selection left it out): it would be reset",
+				    EBUSY);
+		e.at("flow", info.flow.toString()).at("phase", "freeze");
+		if (container)
+			e.at("container", container->id);
+		return e;
+	}
 	return {};
 }
 
@@ -923,6 +985,7 @@ Status SourceMigration::State::forward()
 	FERRY_TRY(startImage());
 	FERRY_TRY(freeze());
 	FERRY_TRY(checkAbort());
+	FERRY_TRY(checkNothingLeftBehind());
 	FERRY_TRY(lockFlows());
 	FERRY_TRY(stream());
 	FERRY_TRY(checkAbort());

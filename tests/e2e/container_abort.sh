@@ -11,6 +11,11 @@
 #      under the lock; it puts them back, discards them silently and
 #      destroys the container, and A, which had sent the commit, learns the
 #      abort from B's status and rolls back.
+#   3. a connection the container accepts after discovery (B's prepare
+#      sleeps, destination.prepare=sleep(3000), while a second client
+#      connects): A finds it after the freeze among the frozen processes'
+#      sockets, refuses to go on (destroying the container at commit would
+#      reset it) and thaws the container; all five connections carry on.
 . "$(dirname "$0")/lib.sh"
 e2e_init "$@"
 e2e_containers_init
@@ -48,8 +53,8 @@ sleep 1.5
 
 # After an abort: A's container runs (not paused, its cgroup thawed) with
 # the same server process, which serves the same connections; B is empty.
-assert_container_rolled_back() { # REASON
-	local reason=$1 state freezer
+assert_container_rolled_back() { # REASON [SERVER CONNECTIONS]
+	local reason=$1 connections=${2:-4} state freezer
 	e2e_check "ferry migrate exited 1 (aborted, '$reason')"
 	((MIGRATE_STATUS == 1)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS, expected 1"
 	e2e_py status "$E2E_WORK/migrate.json" --id "$MIGRATION_ID" --phase aborted --error "$reason" ||
@@ -80,7 +85,7 @@ assert_container_rolled_back() { # REASON
 	sleep 1
 	e2e_check "the server on A still serves the same connections after the abort"
 	e2e_snapshot "$SERVER_PID" "$E2E_WORK/out/server-a.out" status "$E2E_WORK/server-later.json"
-	e2e_py server-grew "$E2E_WORK/server-after-abort.json" "$E2E_WORK/server-later.json" --connections 4 ||
+	e2e_py server-grew "$E2E_WORK/server-after-abort.json" "$E2E_WORK/server-later.json" --connections "$connections" ||
 		e2e_fail "server on A after the abort"
 }
 
@@ -97,10 +102,43 @@ e2e_check "B created the container before the failed start, and destroyed it"
 grep -q "container created.*$MIGRATION_ID" "$E2E_WORK/b/ferryd.log" ||
 	e2e_fail "B never created the container: the start failure was not reached"
 
+e2e_say "restarting B's agent with destination.prepare=sleep(3000) and destination.container_start=error"
+e2e_kill_agent b
+FERRY_FAILPOINTS='destination.prepare=sleep(3000),destination.container_start=error' \
+	e2e_start_agent b --runc-root "$RUNC_B" --handoff-socket "$E2E_WORK/handoff/b.sock"
+SELECTED_BEFORE=$(grep -c "selected connections" "$E2E_WORK/a/ferryd.log" || true)
+E2E_CONTAINER_MIGRATE_BACKGROUND=1 e2e_container_migrate runc --container-name "$NEW_NAME"
+for ((i = 0; i < 200; i++)); do
+	(($(grep -c "selected connections" "$E2E_WORK/a/ferryd.log" || true) > SELECTED_BEFORE)) && break
+	sleep 0.05
+done
+grep "selected connections" "$E2E_WORK/a/ferryd.log" | tail -n 1 | grep -q "count=5" ||
+	e2e_fail "A did not select the container's 5 sockets: $(grep "selected connections" "$E2E_WORK/a/ferryd.log" | tail -n 1)"
+: >"$E2E_WORK/client2.out"
+ip netns exec "$(e2e_ns c)" "$DEMO_CLIENT" --connect "$SERVER_ADDRESS" --connections 1 --rate 64k \
+	>"$E2E_WORK/client2.out" 2>"$E2E_WORK/client2.log" &
+CLIENT2_PID=$!
+e2e_track "$CLIENT2_PID"
+e2e_wait_for "$E2E_WORK/client2.log" "connections open" 10 || e2e_fail "the second client did not connect"
+e2e_say "a second client connected during negotiation: pid $CLIENT2_PID"
+e2e_migrate_wait
+assert_container_rolled_back "not part of the migration" 5
+e2e_check "A refused before the lock: B never created the container"
+! grep -q "container created.*$MIGRATION_ID" "$E2E_WORK/b/ferryd.log" ||
+	e2e_fail "B created the container: the new connection was not refused before the dump"
+
 e2e_stop_client
-e2e_check "the client saw every connection alive, zero errors, bytes verified after both aborts"
+e2e_check "the client saw every connection alive, zero errors, bytes verified after the aborts"
 e2e_py client-report "$E2E_WORK/client.out" --status "$CLIENT_STATUS" --connections 4 \
 	--grew-since "$E2E_WORK/client-after-abort.json" || e2e_fail "client report after the aborts"
+kill -TERM "$CLIENT2_PID" 2>/dev/null || true
+set +e
+wait "$CLIENT2_PID"
+CLIENT2_STATUS=$?
+set -e
+e2e_check "the second client: its connection alive, zero errors, bytes verified"
+e2e_py client-report "$E2E_WORK/client2.out" --status "$CLIENT2_STATUS" --connections 1 ||
+	e2e_fail "report of the second client"
 e2e_stop_server "$SERVER_PID" "$E2E_WORK/out/server-a.out"
 e2e_check "the server on A ended with zero errors and no reset"
-e2e_py server-final "$E2E_WORK/out/server-a.out" --connections 4 || e2e_fail "server on A"
+e2e_py server-final "$E2E_WORK/out/server-a.out" --connections 5 || e2e_fail "server on A"

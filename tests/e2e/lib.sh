@@ -600,7 +600,8 @@ e2e_container_migrate() {
 	MIGRATE_PID=$!
 	e2e_track "$MIGRATE_PID"
 	e2e_say "ferry migrate --container $E2E_CONTAINER --runtime $runtime $* started"
-	e2e_migrate_wait
+	# E2E_CONTAINER_MIGRATE_BACKGROUND=1: the caller waits (e2e_migrate_wait).
+	[[ -n ${E2E_CONTAINER_MIGRATE_BACKGROUND:-} ]] || e2e_migrate_wait
 }
 
 # e2e_assert_container_committed CONNECTIONS: every check of a committed
