@@ -56,7 +56,8 @@ constexpr uint32_t kProgressEvery = 256;
 constexpr size_t kParallelResumeMin = 512;
 
 // Announced before the runtime creates the container, so that abort and
-// recovery destroy it: fields runtime, name, directory.
+// recovery destroy it: fields runtime, name, directory and the runtime
+// roots (runtimeRootFields).
 constexpr const char *kContainerCreated = "container_created";
 
 // The variables through which a started workload finds its sockets: the
@@ -305,8 +306,11 @@ std::vector<HandedSocket> DestinationMigration::State::handedSockets() const
 JournalFile::Step DestinationMigration::State::containerCreatedStep() const
 {
 	const container::ContainerSpec &spec = *request.handoff.container;
-	return {kContainerCreated,
-		{{"runtime", container::toString(spec.runtime)}, {"name", spec.name}, {"directory", containerDirectory}}};
+	std::map<std::string, std::string> fields = runtimeRootFields(context.runtimes);
+	fields["runtime"] = container::toString(spec.runtime);
+	fields["name"] = spec.name;
+	fields["directory"] = containerDirectory;
+	return {kContainerCreated, std::move(fields)};
 }
 
 // `journaled`: the caller journaled containerCreatedStep() already (with
@@ -1071,7 +1075,8 @@ void DestinationMigration::recover(MigrationContext &context, MigrationRecord &r
 		// have created holds copies (in repair mode: they close silently).
 		auto runtime = container::parseRuntime(made->field("runtime"));
 		if (runtime) {
-			Status s = container::destroyContainer(context.runtimes, *runtime, made->field("name"));
+			Status s = container::destroyContainer(withRuntimeRoots(context.runtimes, *made), *runtime,
+							       made->field("name"));
 			if (!s.ok())
 				FERRY_LOG(logMigration, Error) << "recovery: cannot destroy the container" << kv("migration", id)
 							       << kv("container", made->field("name"))

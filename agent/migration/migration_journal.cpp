@@ -307,4 +307,22 @@ std::vector<JournaledAddress> parseAddressField(std::string_view text)
 	return out;
 }
 
+std::map<std::string, std::string> runtimeRootFields(const container::RuntimeOptions &options)
+{
+	return {{"runc_root", options.runcRoot}, {"podman_root", options.podmanRoot}, {"podman_runroot", options.podmanRunRoot}};
+}
+
+container::RuntimeOptions withRuntimeRoots(container::RuntimeOptions current, const JournalEntry &entry)
+{
+	auto apply = [&](const char *key, std::string &into) {
+		auto it = entry.fields.find(key);
+		if (it != entry.fields.end())
+			into = it->second;
+	};
+	apply("runc_root", current.runcRoot);
+	apply("podman_root", current.podmanRoot);
+	apply("podman_runroot", current.podmanRunRoot);
+	return current;
+}
+
 } // namespace ferry::migration

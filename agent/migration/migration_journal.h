@@ -27,6 +27,7 @@
 
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "container/container.h"
 #include "migration/migration_service.h"
 
 namespace ferry::migration {
@@ -120,5 +121,13 @@ std::string formatAddressField(const std::vector<JournaledAddress> &addresses);
 // to the destination host (side Destination), with that host's interface.
 std::vector<JournaledAddress> addressesOn(Role side, const std::vector<AddressMove> &moves);
 std::vector<JournaledAddress> parseAddressField(std::string_view text);
+
+// Where the runtimes keep their containers (runc --root, podman --root and
+// --runroot), as journal fields: recovery must find a container where it
+// was, even if the agent restarts with other options. withRuntimeRoots()
+// puts the journaled roots over `current`; a field absent from `entry` (a
+// journal written before the roots were) leaves the current value.
+std::map<std::string, std::string> runtimeRootFields(const container::RuntimeOptions &options);
+container::RuntimeOptions withRuntimeRoots(container::RuntimeOptions current, const JournalEntry &entry);
 
 } // namespace ferry::migration

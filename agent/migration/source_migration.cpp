@@ -503,11 +503,13 @@ Status SourceMigration::State::freezeContainer()
 			workload = *found;
 	}
 
-	std::map<std::string, std::string> fields{{"runtime", container::toString(c.runtime)}, {"id", c.id}};
+	// The roots: recovery thaws or destroys the container where it is,
+	// whatever options the restarted agent has.
+	std::map<std::string, std::string> fields = runtimeRootFields(context.runtimes);
+	fields["runtime"] = container::toString(c.runtime);
+	fields["id"] = c.id;
 	if (pause) {
 		fields["mode"] = kFreezePause;
-		fields["runtime_root"] = c.runtime == container::Runtime::Runc ? context.runtimes.runcRoot
-									      : context.runtimes.podmanRoot;
 	} else {
 		fields["mode"] = kFreezeCgroup;
 		fields["cgroup"] = c.cgroup;
@@ -1032,7 +1034,9 @@ bool SourceMigration::recover(MigrationContext &context, MigrationRecord &record
 	}
 	// A frozen container: thawed on rollback, destroyed after a commit.
 	std::optional<container::ContainerInfo> frozenContainer;
+	container::RuntimeOptions runtimes = context.runtimes;
 	if (freezing && (freezing->field("mode") == kFreezeCgroup || freezing->field("mode") == kFreezePause)) {
+		runtimes = withRuntimeRoots(context.runtimes, *freezing);
 		auto runtime = container::parseRuntime(freezing->field("runtime"));
 		if (runtime && !freezing->field("id").empty()) {
 			container::ContainerInfo c;
@@ -1048,7 +1052,7 @@ bool SourceMigration::recover(MigrationContext &context, MigrationRecord &record
 			return;
 		Status s = freezing->field("mode") == kFreezeCgroup
 				   ? container::thawCgroup(frozenContainer->cgroup)
-				   : container::resumeContainer(context.runtimes, *frozenContainer);
+				   : container::resumeContainer(runtimes, *frozenContainer);
 		if (!s.ok())
 			FERRY_LOG(logMigration, Error) << "recovery: cannot thaw the container" << kv("migration", id)
 						       << kv("container", frozenContainer->id)
@@ -1087,7 +1091,7 @@ bool SourceMigration::recover(MigrationContext &context, MigrationRecord &record
 		// only through its init ("pid:N").
 		unlock();
 		if (frozenContainer) {
-			Status s = container::destroyContainer(context.runtimes, frozenContainer->runtime, frozenContainer->id);
+			Status s = container::destroyContainer(runtimes, frozenContainer->runtime, frozenContainer->id);
 			if (!s.ok())
 				FERRY_LOG(logMigration, Error) << "recovery: cannot destroy the source container"
 							       << kv("migration", id) << kv("container", frozenContainer->id)
