@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -25,10 +27,12 @@
 #include "base/netns.h"
 #include "container/container_runtime.h"
 #include "migration/phase_timer.h"
+#include "migration/process_freeze.h"
 #include "migration/workload_launcher.h"
 #include "netlink/address_switch.h"
 #include "netlink/neighbour_announce.h"
 #include "netlink/sock_diag.h"
+#include "netlink/socket_owner.h"
 #include "netlock/lock_sweep.h"
 #include "repair/socket_repair.h"
 #include "repair/state_plan.h"
@@ -44,6 +48,12 @@ constexpr const char *kPrepared = "prepared";
 constexpr const char *kLocking = "locking";
 constexpr const char *kRestored = "restored";
 constexpr const char *kAddingAddresses = "adding_addresses";
+// The container path announces the resume of its sockets (fields: the
+// created container's init, `init`, as a ProcessRef, and `sockets`, how
+// many it holds as fds 3..): from here the agent's sockets are live, and
+// recovery must put the container's copies back into repair mode before
+// it destroys the container.
+constexpr const char *kResuming = "resuming";
 constexpr const char *kCommitting = "committing";
 constexpr const char *kCommitted = "committed";
 constexpr const char *kAborted = "aborted";
@@ -252,9 +262,28 @@ struct DestinationMigration::State {
 	JournalFile::Step containerCreatedStep() const;
 	Status createContainerLocked(std::string_view workloadState, bool journaled);
 	void kickSockets(bool onlyUnsent);
+	// The init of a runc container created and not yet started (it holds
+	// the sockets as fds 3..), from the pid file runc create wrote in its
+	// work directory (container_runtime.h); nullopt for podman, whose
+	// container does not exist before start().
+	std::optional<ProcessRef> createdInit() const;
 	void resumeAll();
 	void dropLocked(const std::string &reason);
 };
+
+std::optional<ProcessRef> DestinationMigration::State::createdInit() const
+{
+	if (!created || request.handoff.container->runtime != container::Runtime::Runc)
+		return std::nullopt;
+	std::ifstream file(containerDirectory + "/runtime/container.pid");
+	pid_t pid = 0;
+	if (!(file >> pid) || pid <= 0)
+		return std::nullopt;
+	auto ref = processRef(pid);
+	if (!ref.ok())
+		return std::nullopt;
+	return *ref;
+}
 
 // Takes every restored socket out of repair mode (commit). The sockets are
 // still locked, so the order in which they come alive is invisible to the
@@ -778,14 +807,21 @@ namespace {
 // then, with `launch`, the workload started with `handed` (which stay open
 // until it holds its own copies) and reaped when it ends. Runs on the
 // thread that answered the commit (container) or on one of its own.
-void finishCommitted(JournalFile &journal, MigrationJournal &journals, MigrationRecord &record,
-		     std::optional<LaunchRequest> launch, std::vector<UniqueFd> handed)
+// "committing" marks, for post-mortems, that the migration went forward
+// from the address switch on; recovery reads only "committed" (a journal
+// without it is rolled back either way). It is written with "committed",
+// in one sync.
+Status journalCommitted(JournalFile &journal)
 {
-	// "committing" marks, for post-mortems, that the migration went
-	// forward from the address switch on; recovery reads only "committed"
-	// (a journal without it is rolled back either way). It is written with
-	// "committed", in one sync.
-	Status journaled = journal.appendAll({{kCommitting, {}}, {kCommitted, {}}});
+	return journal.appendAll({{kCommitting, {}}, {kCommitted, {}}});
+}
+
+// `alreadyJournaled`: the caller made "committed" durable (the container
+// path, before its unlock).
+void finishCommitted(JournalFile &journal, MigrationJournal &journals, MigrationRecord &record,
+		     std::optional<LaunchRequest> launch, std::vector<UniqueFd> handed, bool alreadyJournaled = false)
+{
+	Status journaled = alreadyJournaled ? Status{} : journalCommitted(journal);
 	// "committed" is durable: a lost rename only makes recovery retire it again.
 	(void)journals.retire(journal, journaled.ok() ? MigrationJournal::Durable::No : MigrationJournal::Durable::Yes);
 	record.markTotalEnd();
@@ -906,6 +942,22 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	if (!s.request.handoff.container)
 		announce();
 
+	if (s.request.handoff.container) {
+		// runc's created container holds copies of the sockets, which
+		// outlive this agent: journaled before they come alive, so that
+		// recovery silences them before it destroys the container
+		// (podman's container does not exist yet: its sockets die with
+		// the agent).
+		std::map<std::string, std::string> fields{{"sockets", std::to_string(s.restored.size())}};
+		if (auto init = s.createdInit())
+			fields["init"] = init->toString();
+		Status journaled = s.journal.append(kResuming, fields);
+		if (!journaled.ok()) {
+			s.dropLocked(journaled.error().message());
+			return std::move(journaled).error().at("phase", "resume");
+		}
+		s.timer.mark("journal_resuming");
+	}
 	s.resumeAll();
 	s.timer.mark("resume");
 
@@ -925,6 +977,20 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		s.timer.mark("container_start");
 		FERRY_LOG(logMigration, Info) << "container started" << kv("migration", s.id())
 					      << kv("container", s.created->name()) << kv("pid", s.created->pid());
+		// "committed" before the unlock: once a peer has talked to the
+		// container, recovery must keep it (and unlock), and the source
+		// must not roll back. Until it is durable nothing has escaped the
+		// lock, so a journal that fails still aborts silently.
+		Status journaled = journalCommitted(s.journal);
+		if (!journaled.ok()) {
+			Error error = std::move(journaled).error().at("phase", "commit");
+			s.dropLocked("cannot journal the commit: " + error.message());
+			return error;
+		}
+		s.timer.mark("journal_committed");
+		// Test-only: a sleep here lets a test kill the agent between a
+		// durable commit and the unlock.
+		(void)hitFailpoint("destination.after_start");
 		announce();
 	}
 
@@ -975,8 +1041,8 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		// The container holds its own copies of the sockets: they survive
 		// an agent that dies now, and recovery keeps the container only if
 		// "committed" is on disk. It is, before the source is answered.
-		finishCommitted(s.journal, s.context.journal, *s.record, std::nullopt, {});
-		s.timer.mark("journal_committed");
+		finishCommitted(s.journal, s.context.journal, *s.record, std::nullopt, {}, true);
+		s.timer.mark("retire");
 		return {};
 	}
 	// Without a container, nothing outside this agent holds the sockets
@@ -1054,14 +1120,47 @@ bool DestinationMigration::pastDeadline(std::chrono::steady_clock::time_point no
 void DestinationMigration::recover(MigrationContext &context, MigrationRecord &record, JournalFile &journal)
 {
 	const std::string &id = record.id();
+	const JournalEntry *prepared = journal.last(kPrepared);
+	std::string netnsSpec = prepared ? prepared->field("netns") : std::string();
+	auto unlock = [&] {
+		if (!journal.has(kLocking))
+			return;
+		Status s = netlock::removeLock(netnsSpec, id);
+		if (!s.ok() && s.error().code != ENOENT)
+			FERRY_LOG(logMigration, Error) << "recovery: cannot remove lock" << kv("migration", id)
+						       << kv("error", s.error().message());
+	};
 	if (journal.has(kCommitted)) {
+		// A container path may have died before its unlock: the
+		// container keeps running and the lock goes.
+		unlock();
 		(void)context.journal.retire(journal);
 		record.enter(Phase::Committed, "recovered after an agent restart");
 		return;
 	}
 	record.enter(Phase::Aborting, "recovering after an agent restart");
-	const JournalEntry *prepared = journal.last(kPrepared);
-	std::string netnsSpec = prepared ? prepared->field("netns") : std::string();
+	if (const JournalEntry *resuming = journal.last(kResuming)) {
+		// The container's copies of the sockets may be live (resumed, and
+		// the container perhaps started): back into repair mode, so that
+		// destroying the container below closes them silently. The lock
+		// still holds everything they might have sent.
+		auto init = ProcessRef::parse(resuming->field("init"));
+		int count = std::atoi(resuming->field("sockets").c_str());
+		auto now = init.ok() ? processRef(init->pid) : Result<ProcessRef>(makeError("no init", ESRCH));
+		if (now.ok() && now->startTime == init->startTime) {
+			netlink::SocketTaker taker;
+			for (int fd = 3; fd < 3 + count; ++fd) {
+				auto taken = taker.take(init->pid, fd);
+				if (!taken.ok()) {
+					FERRY_LOG(logMigration, Error) << "recovery: cannot take a container socket"
+								       << kv("migration", id) << kv("fd", fd)
+								       << kv("error", taken.error().message());
+					continue;
+				}
+				(void)repair::discard(std::move(*taken));
+			}
+		}
+	}
 	if (const JournalEntry *adding = journal.last(kAddingAddresses)) {
 		auto netnsFd = openNetns(netnsSpec);
 		for (const JournaledAddress &a : parseAddressField(adding->field("addresses"))) {
@@ -1084,12 +1183,7 @@ void DestinationMigration::recover(MigrationContext &context, MigrationRecord &r
 		}
 		removeDirectory(made->field("directory"));
 	}
-	if (journal.has(kLocking)) {
-		Status s = netlock::removeLock(netnsSpec, id);
-		if (!s.ok() && s.error().code != ENOENT)
-			FERRY_LOG(logMigration, Error) << "recovery: cannot remove lock" << kv("migration", id)
-						       << kv("error", s.error().message());
-	}
+	unlock();
 	(void)journal.append(kAborted, {{"reason", "agent restarted during the migration"}});
 	(void)context.journal.retire(journal);
 	record.setError("destination agent restarted during the migration");

@@ -10,6 +10,13 @@
 # new one must run and hold the connections, the address must have moved
 # and no ferry nft table may remain.
 #
+# With E2E_KILL_B_AFTER_START=1, B's agent is killed (SIGKILL) once the
+# container has started and "committed" is durable, before its unlock
+# (destination.after_start sleeps), and restarted on the same state
+# directory: its recovery must unlock and keep the container, A must learn
+# Committed from it, and every check below must hold as after a plain
+# commit.
+#
 # The destination container gets another name (--container-name): both
 # "hosts" share this machine's cgroup tree, where runc derives a cgroup
 # from the name, and the source's is frozen until the commit.
@@ -25,7 +32,9 @@ CT_RUNC_ROOT=$RUNC_B ct_runc_track "$NEW_NAME"
 
 e2e_start_agent a --runc-root "$RUNC_A" --handoff-socket "$E2E_WORK/handoff/a.sock"
 # E2E_FAILPOINTS_B: for measurements, e.g. destination.skip_cork_kick=error.
-FERRY_FAILPOINTS=${E2E_FAILPOINTS_B:-} e2e_start_agent b --runc-root "$RUNC_B" --handoff-socket "$E2E_WORK/handoff/b.sock"
+FAILPOINTS_B=${E2E_FAILPOINTS_B:-}
+[[ -n ${E2E_KILL_B_AFTER_START:-} ]] && FAILPOINTS_B='destination.after_start=sleep(4000)'
+FERRY_FAILPOINTS=$FAILPOINTS_B e2e_start_agent b --runc-root "$RUNC_B" --handoff-socket "$E2E_WORK/handoff/b.sock"
 e2e_address_add a "$SERVICE_CIDR"
 
 mapfile -t CT_ENV < <(e2e_container_env)
@@ -50,7 +59,16 @@ e2e_wait_container_server "$INIT_PID"
 e2e_start_client 4 256k
 sleep 1.5
 
-e2e_container_migrate runc --container-name "$NEW_NAME"
+if [[ -n ${E2E_KILL_B_AFTER_START:-} ]]; then
+	E2E_CONTAINER_MIGRATE_BACKGROUND=1 e2e_container_migrate runc --container-name "$NEW_NAME"
+	e2e_wait_for "$E2E_WORK/b/ferryd.log" "container started" 20 || e2e_fail "B never started the container"
+	sleep 1 # inside B's 4 s failpoint: "committed" is journaled, the flows still locked
+	e2e_kill_agent b
+	E2E_AGENT_PORT=${AGENT_PORT[b]} e2e_start_agent b --runc-root "$RUNC_B" --handoff-socket "$E2E_WORK/handoff/b.sock"
+	e2e_migrate_wait
+else
+	e2e_container_migrate runc --container-name "$NEW_NAME"
+fi
 e2e_check "runc on A no longer knows $E2E_CONTAINER"
 if CT_RUNC_ROOT=$RUNC_A ct_runc state "$E2E_CONTAINER" >/dev/null 2>&1; then
 	e2e_fail "the source container still exists: $(CT_RUNC_ROOT=$RUNC_A ct_runc state "$E2E_CONTAINER")"
