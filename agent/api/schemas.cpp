@@ -58,11 +58,6 @@ constexpr std::pair<Phase, const char *> kPhaseNames[] = {
 const std::string kContainerNameRule = "expected 1.." + std::to_string(kMaxContainerIdLength) +
 				       " characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit";
 
-const char *freezeName(ContainerSelection::Freeze freeze)
-{
-	return freeze == ContainerSelection::Freeze::Pause ? "pause" : "cgroup";
-}
-
 // ---------------------------------------------------------------------------
 // Text helpers
 
@@ -309,7 +304,7 @@ void write(JsonWriter &w, const ContainerSelection &v)
 	// and podman in turn.
 	if (v.runtime)
 		field(w, "runtime", container::toString(*v.runtime));
-	field(w, "freeze", freezeName(v.freeze));
+	field(w, "freeze", migration::freezeName(v.freeze));
 	field(w, "destinationName", v.destinationName);
 	w.EndObject();
 }
@@ -727,12 +722,10 @@ Status decode(const Value &v, const std::string &path, ContainerSelection::Freez
 {
 	std::string name;
 	FERRY_TRY(decode(v, path, name));
-	if (name == "cgroup")
-		out = ContainerSelection::Freeze::Cgroup;
-	else if (name == "pause")
-		out = ContainerSelection::Freeze::Pause;
-	else
+	auto freeze = migration::parseFreeze(name);
+	if (!freeze)
 		return fieldError(path, "unknown freeze '" + name + "' (expected cgroup or pause)");
+	out = *freeze;
 	return {};
 }
 

@@ -289,12 +289,10 @@ Status applyRuntime(CommandLine &line, std::string_view value)
 
 Status applyFreeze(CommandLine &line, std::string_view value)
 {
-	if (value == "cgroup")
-		containerSelection(line).freeze = migration::ContainerSelection::Freeze::Cgroup;
-	else if (value == "pause")
-		containerSelection(line).freeze = migration::ContainerSelection::Freeze::Pause;
-	else
+	auto freeze = migration::parseFreeze(value);
+	if (!freeze)
 		return usageError("--freeze: " + quoted(value) + " is not a freeze method (cgroup or pause)");
+	containerSelection(line).freeze = *freeze;
 	return {};
 }
 

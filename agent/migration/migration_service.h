@@ -80,6 +80,21 @@ struct ContainerSelection {
 	std::string destinationName;               // the new container's name; "" = the same
 };
 
+// "cgroup" / "pause": the one spelling of a freeze method, for the API,
+// the CLI and kubectl-ferry alike.
+inline const char *freezeName(ContainerSelection::Freeze freeze)
+{
+	return freeze == ContainerSelection::Freeze::Pause ? "pause" : "cgroup";
+}
+inline std::optional<ContainerSelection::Freeze> parseFreeze(std::string_view name)
+{
+	if (name == "cgroup")
+		return ContainerSelection::Freeze::Cgroup;
+	if (name == "pause")
+		return ContainerSelection::Freeze::Pause;
+	return std::nullopt;
+}
+
 // Which connections move, on the source.
 struct ConnectionSelection {
 	std::optional<pid_t> pid;          // the sockets of this process tree...

@@ -167,12 +167,10 @@ Status applyLockStrategy(PluginCommandLine &line, std::string_view value)
 
 Status applyFreeze(PluginCommandLine &line, std::string_view value)
 {
-	if (value == "cgroup")
-		line.freeze = migration::ContainerSelection::Freeze::Cgroup;
-	else if (value == "pause")
-		line.freeze = migration::ContainerSelection::Freeze::Pause;
-	else
+	auto freeze = migration::parseFreeze(value);
+	if (!freeze)
 		return usageError("--freeze: " + quoted(value) + " is not cgroup or pause");
+	line.freeze = *freeze;
 	return {};
 }
 
