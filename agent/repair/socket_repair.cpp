@@ -311,8 +311,12 @@ Status setBuffers(int fd, int sendBytes, int receiveBytes)
 	return {};
 }
 
+// The buffer size restore() forces for `queued` bytes: the snapshot's own
+// when nothing is queued (so that resume() need not set it again).
 int forcedSize(int userBytes, size_t queued)
 {
+	if (queued == 0)
+		return userBytes;
 	size_t wanted = 2 * queued + kBufferSlack;
 	size_t cap = static_cast<size_t>(std::numeric_limits<int>::max() - 1);
 	return static_cast<int>(std::min(std::max(static_cast<size_t>(userBytes), wanted), cap));
@@ -321,10 +325,10 @@ int forcedSize(int userBytes, size_t queued)
 // Options that shape bind, connect and the first segments. In repair mode
 // SO_REUSEADDR is left alone: repair forces reuse so that the 4-tuple can be
 // bound next to a listener or a TIME_WAIT entry, and resume() restores it.
-Status applyEarlyOptions(int fd, const ConnectionSnapshot &s, bool repairing)
+Status applyEarlyOptions(int fd, const ConnectionSnapshot &s, bool repairing, const FreshSocketDefaults *fresh)
 {
 	const UserOptions &o = s.options;
-	if (s.family == AF_INET6)
+	if (s.family == AF_INET6 && !(fresh && o.v6Only == fresh->v6Only))
 		FERRY_TRY(setInt(fd, SOL_IPV6, IPV6_V6ONLY, o.v6Only, "IPV6_V6ONLY"));
 	if (!repairing)
 		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_REUSEADDR, o.reuseAddress, "SO_REUSEADDR"));
@@ -343,7 +347,7 @@ Status applyEarlyOptions(int fd, const ConnectionSnapshot &s, bool repairing)
 		}
 		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_PRIORITY, o.priority, "SO_PRIORITY"));
 	}
-	if (!o.congestion.empty() &&
+	if (!o.congestion.empty() && !(fresh && o.congestion == fresh->congestion) &&
 	    ::setsockopt(fd, SOL_TCP, TCP_CONGESTION, o.congestion.data(), static_cast<socklen_t>(o.congestion.size())) < 0)
 		return errnoError("congestion control '" + o.congestion + "' is not available here (setsockopt TCP_CONGESTION)");
 	if (o.userMss != 0)
@@ -353,29 +357,45 @@ Status applyEarlyOptions(int fd, const ConnectionSnapshot &s, bool repairing)
 
 // Options whose setting has side effects on a live connection (pushing
 // frames, arming timers) or that repair mode resets; applied once the
-// socket is out of repair mode and its queues are complete.
-Status applyLateOptions(int fd, const ConnectionSnapshot &s)
+// socket is out of repair mode and its queues are complete. `fd` is fresh
+// from socket() but for buffers and repair mode, and leaving repair mode
+// turned SO_REUSEADDR off: an option already at the snapshot's value needs
+// no call (FreshSocketDefaults). `sized`: the buffers have the snapshot's
+// sizes already, only their locks are left.
+Status applyLateOptions(int fd, const ConnectionSnapshot &s, const FreshSocketDefaults *fresh, bool sized)
 {
 	const UserOptions &o = s.options;
-	FERRY_TRY(setInt(fd, SOL_SOCKET, SO_REUSEADDR, o.reuseAddress, "SO_REUSEADDR"));
-	FERRY_TRY(setInt(fd, SOL_TCP, TCP_KEEPIDLE, o.keepIdle, "TCP_KEEPIDLE"));
-	FERRY_TRY(setInt(fd, SOL_TCP, TCP_KEEPINTVL, o.keepInterval, "TCP_KEEPINTVL"));
-	FERRY_TRY(setInt(fd, SOL_TCP, TCP_KEEPCNT, o.keepCount, "TCP_KEEPCNT"));
-	FERRY_TRY(setInt(fd, SOL_SOCKET, SO_KEEPALIVE, o.keepAlive, "SO_KEEPALIVE"));
-	FERRY_TRY(setInt(fd, SOL_TCP, TCP_USER_TIMEOUT, static_cast<int>(o.userTimeout), "TCP_USER_TIMEOUT"));
+	if (o.reuseAddress)
+		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR"));
+	if (!(fresh && o.keepIdle == fresh->keepIdle))
+		FERRY_TRY(setInt(fd, SOL_TCP, TCP_KEEPIDLE, o.keepIdle, "TCP_KEEPIDLE"));
+	if (!(fresh && o.keepInterval == fresh->keepInterval))
+		FERRY_TRY(setInt(fd, SOL_TCP, TCP_KEEPINTVL, o.keepInterval, "TCP_KEEPINTVL"));
+	if (!(fresh && o.keepCount == fresh->keepCount))
+		FERRY_TRY(setInt(fd, SOL_TCP, TCP_KEEPCNT, o.keepCount, "TCP_KEEPCNT"));
+	if (o.keepAlive)
+		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE"));
+	if (o.userTimeout != 0)
+		FERRY_TRY(setInt(fd, SOL_TCP, TCP_USER_TIMEOUT, static_cast<int>(o.userTimeout), "TCP_USER_TIMEOUT"));
 	if (o.notSentLowat != 0)
 		FERRY_TRY(setInt(fd, SOL_TCP, TCP_NOTSENT_LOWAT, static_cast<int>(o.notSentLowat), "TCP_NOTSENT_LOWAT"));
-	FERRY_TRY(setInt(fd, SOL_TCP, TCP_LINGER2, o.linger2, "TCP_LINGER2"));
-	linger l{o.lingerOn ? 1 : 0, o.lingerSeconds};
-	if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) < 0)
-		return errnoError("setsockopt SO_LINGER");
-	FERRY_TRY(setInt(fd, SOL_SOCKET, SO_OOBINLINE, o.oobInline, "SO_OOBINLINE"));
+	if (!(fresh && o.linger2 == fresh->linger2))
+		FERRY_TRY(setInt(fd, SOL_TCP, TCP_LINGER2, o.linger2, "TCP_LINGER2"));
+	if (o.lingerOn || o.lingerSeconds != 0) {
+		linger l{o.lingerOn ? 1 : 0, o.lingerSeconds};
+		if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) < 0)
+			return errnoError("setsockopt SO_LINGER");
+	}
+	if (o.oobInline)
+		FERRY_TRY(setInt(fd, SOL_SOCKET, SO_OOBINLINE, 1, "SO_OOBINLINE"));
 
 	// Back to the sizes the source had, then to its locks: a buffer the
-	// user never set must keep autotuning, which SO_BUF_LOCK=0 re-enables.
-	FERRY_TRY(setBuffers(fd, o.sendBuffer, o.receiveBuffer));
+	// user never set must keep autotuning, which SO_BUF_LOCK=0 re-enables
+	// (setting a size locked it).
+	if (!sized)
+		FERRY_TRY(setBuffers(fd, o.sendBuffer, o.receiveBuffer));
 	int locks = (o.sendBufferLocked ? 1 : 0) | (o.receiveBufferLocked ? 2 : 0);
-	if (::setsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &locks, sizeof(locks)) < 0 && errno != ENOPROTOOPT)
+	if (locks != 3 && ::setsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &locks, sizeof(locks)) < 0 && errno != ENOPROTOOPT)
 		return errnoError("setsockopt SO_BUF_LOCK");
 	// After the receive buffer: the clamp is derived from it otherwise.
 	if (o.windowClamp != 0)
@@ -769,13 +789,14 @@ Result<ConnectionSnapshot> snapshotImpl(int fd, const SnapshotOptions &options, 
 
 // ---- restore ---------------------------------------------------------------
 
-Status bindTo(int fd, const ConnectionSnapshot &s, bool connecting)
+// `transparent`: IP(V6)_TRANSPARENT is on already (prepareRestoreSocket()).
+Status bindTo(int fd, const ConnectionSnapshot &s, bool connecting, bool transparent)
 {
 	socklen_t length;
 	sockaddr_storage local = s.flow.local.toSockaddr(length);
 	if (::bind(fd, reinterpret_cast<sockaddr *>(&local), length) == 0)
 		return {};
-	if (errno != EADDRNOTAVAIL)
+	if (errno != EADDRNOTAVAIL || transparent)
 		return errnoError("bind " + s.flow.local.toString());
 	// The address arrives later (address switch). A transparent socket may
 	// bind and connect from a foreign address; freebind would allow the
@@ -793,16 +814,17 @@ Status bindTo(int fd, const ConnectionSnapshot &s, bool connecting)
 	return {};
 }
 
-Result<UniqueFd> restoreUnconnected(UniqueFd fd, const ConnectionSnapshot &s, Where &where)
+Result<UniqueFd> restoreUnconnected(UniqueFd fd, const ConnectionSnapshot &s, const FreshSocketDefaults *fresh,
+                                    Where &where)
 {
 	where.phase = "restore-options";
-	FERRY_TRY(applyEarlyOptions(fd.get(), s, false));
+	FERRY_TRY(applyEarlyOptions(fd.get(), s, false, fresh));
 	// Before listen(): children inherit the buffers and the window scale
 	// is chosen from the receive buffer when a SYN arrives.
 	FERRY_TRY(setBuffers(fd.get(), s.options.sendBuffer, s.options.receiveBuffer));
 	if (s.bound) {
 		where.phase = "restore-bind";
-		FERRY_TRY(bindTo(fd.get(), s, false));
+		FERRY_TRY(bindTo(fd.get(), s, false, false));
 	}
 	if (s.state == TcpState::Listen) {
 		where.phase = "restore-listen";
@@ -810,9 +832,11 @@ Result<UniqueFd> restoreUnconnected(UniqueFd fd, const ConnectionSnapshot &s, Wh
 			return errnoError("listen");
 	}
 	where.phase = "restore-options";
-	FERRY_TRY(setInt(fd.get(), SOL_TCP, TCP_NODELAY, s.options.noDelay, "TCP_NODELAY"));
-	FERRY_TRY(setInt(fd.get(), SOL_TCP, TCP_CORK, s.options.cork, "TCP_CORK"));
-	FERRY_TRY(applyLateOptions(fd.get(), s));
+	if (s.options.noDelay)
+		FERRY_TRY(setInt(fd.get(), SOL_TCP, TCP_NODELAY, 1, "TCP_NODELAY"));
+	if (s.options.cork)
+		FERRY_TRY(setInt(fd.get(), SOL_TCP, TCP_CORK, 1, "TCP_CORK"));
+	FERRY_TRY(applyLateOptions(fd.get(), s, fresh, true));
 	return fd;
 }
 
@@ -890,7 +914,9 @@ Status replayHalfClose(int fd, const ConnectionSnapshot &s, const StatePlan &pla
 	return {};
 }
 
-Result<UniqueFd> restoreImpl(const ConnectionSnapshot &s, Where &where)
+// `prepared`: from prepareRestoreSocket(), or empty to make one here.
+Result<UniqueFd> restoreImpl(UniqueFd prepared, const ConnectionSnapshot &s, const FreshSocketDefaults *fresh,
+                             Where &where)
 {
 	where.phase = "restore-check";
 	StatePlan plan = planFor(s.state, s.flow.remote.family != AF_UNSPEC, s.socketError);
@@ -904,17 +930,24 @@ Result<UniqueFd> restoreImpl(const ConnectionSnapshot &s, Where &where)
 		return makeError("our FIN is acknowledged but data before it is not", EINVAL);
 
 	where.phase = "restore-socket";
-	UniqueFd fd(::socket(s.family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+	bool transparent = static_cast<bool>(prepared);
+	if (transparent && !plan.connected)
+		return makeError(std::string("a prepared socket cannot take a ") + toString(s.state) +
+		                         " socket: it is for connected states only",
+		                 EINVAL);
+	UniqueFd fd = transparent ? std::move(prepared) : UniqueFd(::socket(s.family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
 	if (!fd)
 		return errnoError("socket");
 	if (!plan.connected)
-		return restoreUnconnected(std::move(fd), s, where);
+		return restoreUnconnected(std::move(fd), s, fresh, where);
 
 	// From here on an early return closes fd in repair mode: silently.
-	where.phase = "restore-repair-on";
-	FERRY_TRY(setRepair(fd.get(), TCP_REPAIR_ON));
+	if (!transparent) {
+		where.phase = "restore-repair-on";
+		FERRY_TRY(setRepair(fd.get(), TCP_REPAIR_ON));
+	}
 	where.phase = "restore-options";
-	FERRY_TRY(applyEarlyOptions(fd.get(), s, true));
+	FERRY_TRY(applyEarlyOptions(fd.get(), s, true, fresh));
 	// Big queues only fit into big buffers; resume() puts the user's back.
 	FERRY_TRY(setBuffers(fd.get(), forcedSize(s.options.sendBuffer, s.sendUnacked.size() + s.sendUnsent.size()),
 	                     forcedSize(s.options.receiveBuffer, s.receiveQueue.size())));
@@ -939,7 +972,7 @@ Result<UniqueFd> restoreImpl(const ConnectionSnapshot &s, Where &where)
 	// In repair mode connect() sends no SYN: it hashes the 4-tuple and
 	// moves the socket straight to ESTABLISHED.
 	where.phase = "restore-bind";
-	FERRY_TRY(bindTo(fd.get(), s, true));
+	FERRY_TRY(bindTo(fd.get(), s, true, transparent));
 	where.phase = "restore-connect";
 	socklen_t length;
 	sockaddr_storage remote = s.flow.remote.toSockaddr(length);
@@ -1008,7 +1041,7 @@ Result<UniqueFd> restoreImpl(const ConnectionSnapshot &s, Where &where)
 	return fd;
 }
 
-Status resumeImpl(int fd, const ConnectionSnapshot &s, Where &where)
+Status resumeImpl(int fd, const ConnectionSnapshot &s, const FreshSocketDefaults *fresh, Where &where)
 {
 	StatePlan plan = planFor(s.state, s.flow.remote.family != AF_UNSPEC, s.socketError);
 	if (!plan.connected)
@@ -1024,9 +1057,12 @@ Status resumeImpl(int fd, const ConnectionSnapshot &s, Where &where)
 
 	// Nagle and cork decide how the unsent data is cut into segments, so
 	// they come before it.
+	// (Both are off on the restored socket.)
 	where.phase = "resume-options";
-	FERRY_TRY(setInt(fd, SOL_TCP, TCP_NODELAY, s.options.noDelay, "TCP_NODELAY"));
-	FERRY_TRY(setInt(fd, SOL_TCP, TCP_CORK, s.options.cork, "TCP_CORK"));
+	if (s.options.noDelay)
+		FERRY_TRY(setInt(fd, SOL_TCP, TCP_NODELAY, 1, "TCP_NODELAY"));
+	if (s.options.cork)
+		FERRY_TRY(setInt(fd, SOL_TCP, TCP_CORK, 1, "TCP_CORK"));
 
 	// Never-sent data is written like any application write: the kernel
 	// must know it was not sent, or it would wait for an ACK that never
@@ -1038,8 +1074,12 @@ Status resumeImpl(int fd, const ConnectionSnapshot &s, Where &where)
 		if (::shutdown(fd, SHUT_WR) < 0)
 			return errnoError("shutdown(SHUT_WR) after the unsent data");
 	}
+	// restore() forced the buffers to fit the queues; where the snapshot's
+	// sizes were large enough, they are in place already.
 	where.phase = "resume-options";
-	return applyLateOptions(fd, s);
+	bool sized = forcedSize(s.options.sendBuffer, s.sendUnacked.size() + s.sendUnsent.size()) == s.options.sendBuffer &&
+	             forcedSize(s.options.receiveBuffer, s.receiveQueue.size()) == s.options.receiveBuffer;
+	return applyLateOptions(fd, s, fresh, sized);
 }
 
 } // namespace
@@ -1095,20 +1135,58 @@ Status discard(UniqueFd fd)
 	return {};
 }
 
-Result<UniqueFd> restore(const ConnectionSnapshot &snap)
+Result<FreshSocketDefaults> probeFreshSocketDefaults()
+{
+	UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+	if (!fd)
+		return errnoError("socket (probing a fresh socket's options)");
+	FreshSocketDefaults d;
+	std::array<char, 16> name{};
+	socklen_t length = name.size();
+	if (::getsockopt(fd.get(), SOL_TCP, TCP_CONGESTION, name.data(), &length) < 0)
+		return errnoError("getsockopt TCP_CONGESTION");
+	d.congestion.assign(name.data(), strnlen(name.data(), length));
+	FERRY_TRY_ASSIGN(d.keepIdle, getInt(fd.get(), SOL_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE"));
+	FERRY_TRY_ASSIGN(d.keepInterval, getInt(fd.get(), SOL_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL"));
+	FERRY_TRY_ASSIGN(d.keepCount, getInt(fd.get(), SOL_TCP, TCP_KEEPCNT, "TCP_KEEPCNT"));
+	FERRY_TRY_ASSIGN(d.linger2, getInt(fd.get(), SOL_TCP, TCP_LINGER2, "TCP_LINGER2"));
+	FERRY_TRY_ASSIGN(int v6Only, getInt(fd.get(), SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY"));
+	d.v6Only = v6Only != 0;
+	return d;
+}
+
+Result<UniqueFd> prepareRestoreSocket(int family)
+{
+	if (family != AF_INET && family != AF_INET6)
+		return makeError("a prepared socket needs family inet or inet6", EINVAL);
+	UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+	if (!fd)
+		return errnoError("socket");
+	FERRY_TRY(setRepair(fd.get(), TCP_REPAIR_ON));
+	bool v6 = family == AF_INET6;
+	FERRY_TRY(setInt(fd.get(), v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, 1, "IP_TRANSPARENT"));
+	return fd;
+}
+
+Result<UniqueFd> restore(const ConnectionSnapshot &snap, const FreshSocketDefaults *fresh)
+{
+	return restore(UniqueFd(), snap, fresh);
+}
+
+Result<UniqueFd> restore(UniqueFd prepared, const ConnectionSnapshot &snap, const FreshSocketDefaults *fresh)
 {
 	Where where{snap.flow, "restore"};
-	Result<UniqueFd> r = restoreImpl(snap, where);
+	Result<UniqueFd> r = restoreImpl(std::move(prepared), snap, fresh, where);
 	if (!r.ok())
 		return located(std::move(r).error(), where);
 	FERRY_LOG(logRepair, Debug) << "restored" << kv("flow", snap.flow.toString()) << kv("state", toString(snap.state));
 	return r;
 }
 
-Status resume(int fd, const ConnectionSnapshot &snap)
+Status resume(int fd, const ConnectionSnapshot &snap, const FreshSocketDefaults *fresh)
 {
 	Where where{snap.flow, "resume"};
-	Status s = resumeImpl(fd, snap, where);
+	Status s = resumeImpl(fd, snap, fresh, where);
 	if (!s.ok())
 		return located(std::move(s).error(), where);
 	FERRY_LOG(logRepair, Debug) << "resumed" << kv("flow", snap.flow.toString());

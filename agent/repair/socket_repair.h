@@ -32,6 +32,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "base/error.h"
 #include "base/unique_fd.h"
@@ -106,6 +107,26 @@ Status release(int fd, const ConnectionSnapshot &snap);
 // snapshot time and the flow lock holds new SYNs.
 Status discard(UniqueFd fd);
 
+// What a socket fresh from socket() has in one network namespace, for the
+// options that follow the namespace's sysctls. restore() and resume() leave
+// an option alone when the snapshot holds exactly the value the socket has
+// already: with these known, a typical connection needs four calls at
+// resume instead of seventeen. The options every fresh socket has off
+// (keepalive, user timeout, lingering, Nagle, cork, ...) are skipped when
+// off without a probe.
+struct FreshSocketDefaults {
+	std::string congestion; // TCP_CONGESTION: net.ipv4.tcp_congestion_control
+	int keepIdle = 0;       // TCP_KEEPIDLE: net.ipv4.tcp_keepalive_time
+	int keepInterval = 0;   // TCP_KEEPINTVL: net.ipv4.tcp_keepalive_intvl
+	int keepCount = 0;      // TCP_KEEPCNT: net.ipv4.tcp_keepalive_probes
+	int linger2 = 0;        // TCP_LINGER2: net.ipv4.tcp_fin_timeout
+	bool v6Only = false;    // IPV6_V6ONLY: net.ipv6.bindv6only
+};
+
+// Reads them from a throw-away socket in the calling thread's namespace.
+// Valid for sockets created there while the sysctls stay as they are.
+Result<FreshSocketDefaults> probeFreshSocketDefaults();
+
 // Rebuilds the socket in the calling thread's network namespace, in the
 // order the kernel requires, and returns it still in repair mode (connected
 // states) or ready (listeners, bound sockets). The unsent part of the send
@@ -113,15 +134,30 @@ Status discard(UniqueFd fd);
 // resume(). Binding works before the address is configured here (the
 // socket is bound transparently), but half-closed and reset states need the
 // local address configured (see "Crafted segments" above).
+// `fresh` (borrowed, optional) must have been probed in this namespace;
+// without it every option is set.
 // On failure nothing is left behind: the partial socket is closed in repair
 // mode.
-Result<UniqueFd> restore(const ConnectionSnapshot &snap);
+Result<UniqueFd> restore(const ConnectionSnapshot &snap, const FreshSocketDefaults *fresh = nullptr);
+
+// A socket made ahead of its snapshot, so that creating it stays out of the
+// blackout: socket(), repair mode and IP(V6)_TRANSPARENT (the address is not
+// configured here yet), in the calling thread's network namespace.
+// Closing it unused sends nothing.
+Result<UniqueFd> prepareRestoreSocket(int family);
+
+// restore() into a socket from prepareRestoreSocket(snap.family), created
+// in the same namespace and not used since. Only for connected states
+// (those with a remote endpoint); EINVAL otherwise. `prepared` is consumed,
+// also on failure.
+Result<UniqueFd> restore(UniqueFd prepared, const ConnectionSnapshot &snap, const FreshSocketDefaults *fresh = nullptr);
 
 // Commit on the destination: leaves repair mode (the kernel sends a window
 // probe, which makes the peer repeat its ACK and window), queues the unsent
 // data, replays a FIN that had not been sent yet, then sets the options that
 // must follow repair mode (SO_REUSEADDR, buffers and their locks, Nagle/cork,
-// keepalive, timeouts, lingering). `fd` must come from restore(snap).
-Status resume(int fd, const ConnectionSnapshot &snap);
+// keepalive, timeouts, lingering). `fd` must come from restore(snap), with
+// the same `fresh` (or none).
+Status resume(int fd, const ConnectionSnapshot &snap, const FreshSocketDefaults *fresh = nullptr);
 
 } // namespace ferry::repair

@@ -5,6 +5,7 @@
 //
 //   sudo build/tests/bench/repair/repair_bench [--connections N]...
 //        [--family mixed|v4|v6] [--census flows|dump|none] [--bpf on|off]
+//        [--restore prepared|plain]
 //
 // N defaults to 1,000 and 10,000; --connections may be repeated. Prints one
 // JSON line per N:
@@ -35,6 +36,13 @@
 //                               "bpf_pass_us": the fastest of three more
 //                               BPF passes timed alone (the census's own
 //                               pass is part of "us" when "bpf" is true)
+//   restore_mode, prepare_us    "prepared" (default, as ferryd does it):
+//                               each socket is made ahead by
+//                               prepareRestoreSocket() (prepare_us, not in
+//                               restore_us) and restore() and resume() get
+//                               the namespace's FreshSocketDefaults;
+//                               "plain": restore() makes its own socket and
+//                               every option is set (prepare_us null)
 //   image_bytes_per_connection  compressed image bytes (ImageWriter, zstd
 //                               level 3) divided by N
 //   verified                    connections that carried a checksummed
@@ -106,6 +114,9 @@ struct Options {
 	// Whether the census may run the BPF socket iterator (--bpf off: the
 	// census as without BPF, for comparison).
 	bool bpf = true;
+	// "prepared": sockets made ahead and fresh-socket defaults, as ferryd
+	// restores; "plain": restore() and resume() alone.
+	std::string restore = "prepared";
 };
 
 // A static, so that std::exit() from die() still removes the namespace
@@ -508,7 +519,7 @@ std::string jsonPercentiles(const std::vector<double> &samples)
 }
 
 struct PassResult {
-	std::vector<double> snapshotUs, restoreUs, resumeUs, discardUs;
+	std::vector<double> snapshotUs, prepareUs, restoreUs, resumeUs, discardUs;
 	uint64_t censusCalls = 0, snapshotCalls = 0, restoreCalls = 0, resumeCalls = 0;
 	double censusUs = 0, lockMs = 0, unlockMs = 0, encodeMs = 0, decodeMs = 0;
 	bool censusIterated = false;
@@ -653,11 +664,31 @@ PassResult migrateAll(std::vector<UniqueFd> &fds, uint16_t pass, const Options &
 	if (decoded.size() != count)
 		die("the image held " + std::to_string(decoded.size()) + " connections");
 
+	std::optional<repair::FreshSocketDefaults> fresh;
+	std::vector<UniqueFd> prepared(count);
+	if (options.restore == "prepared") {
+		Result<repair::FreshSocketDefaults> probed = repair::probeFreshSocketDefaults();
+		if (!probed)
+			die("fresh socket defaults: " + probed.error().message());
+		fresh = *probed;
+		r.prepareUs.reserve(count);
+		for (size_t i = 0; i < count; ++i) {
+			auto a = Clock::now();
+			Result<UniqueFd> fd = repair::prepareRestoreSocket(decoded[i].family);
+			r.prepareUs.push_back(microseconds(Clock::now() - a));
+			if (!fd)
+				die("prepare: " + fd.error().message());
+			prepared[i] = std::move(*fd);
+		}
+	}
+	const repair::FreshSocketDefaults *defaults = fresh ? &*fresh : nullptr;
+
 	fds.reserve(count);
 	c0 = countNow();
 	for (size_t i = 0; i < count; ++i) {
 		auto a = Clock::now();
-		Result<UniqueFd> fd = repair::restore(decoded[i]);
+		Result<UniqueFd> fd = prepared[i] ? repair::restore(std::move(prepared[i]), decoded[i], defaults)
+		                                  : repair::restore(decoded[i]);
 		auto b = Clock::now();
 		if (!fd)
 			die("restore: " + fd.error().message());
@@ -669,7 +700,7 @@ PassResult migrateAll(std::vector<UniqueFd> &fds, uint16_t pass, const Options &
 	c0 = countNow();
 	for (size_t i = 0; i < count; ++i) {
 		auto a = Clock::now();
-		Status resumed = repair::resume(fds[i].get(), decoded[i]);
+		Status resumed = repair::resume(fds[i].get(), decoded[i], defaults);
 		auto b = Clock::now();
 		if (!resumed)
 			die("resume: " + resumed.error().message());
@@ -801,12 +832,14 @@ void runRound(size_t count, const Options &options, const test::TestHost &host, 
 	std::printf("{\"connections\":%zu,\"family\":\"%s\",\"snapshot_us\":%s,\"restore_us\":%s,\"resume_us\":%s,"
 	            "\"syscalls_per_connection\":{\"snapshot\":%s,\"restore\":%s,\"resume\":%s},"
 	            "\"syscall_count_method\":\"%s\",\"census_mode\":\"%s\",\"census\":%s,"
+	            "\"restore_mode\":\"%s\",\"prepare_us\":%s,"
 	            "\"image_bytes_per_connection\":%.1f,\"verified\":%zu,"
 	            "\"lock_ms\":%.2f,\"unlock_ms\":%.2f,\"discard_us\":%s,\"encode_ms\":%.2f,\"decode_ms\":%.2f}\n",
 	            count, options.familyName.c_str(), jsonPercentiles(timed.snapshotUs).c_str(),
 	            jsonPercentiles(timed.restoreUs).c_str(), jsonPercentiles(timed.resumeUs).c_str(),
 	            perConnection(counted.snapshotCalls).c_str(), perConnection(counted.restoreCalls).c_str(),
 	            perConnection(counted.resumeCalls).c_str(), method.c_str(), options.census.c_str(), census.c_str(),
+	            options.restore.c_str(), timed.prepareUs.empty() ? "null" : jsonPercentiles(timed.prepareUs).c_str(),
 	            static_cast<double>(timed.imageBytes) / static_cast<double>(count), timed.verified, timed.lockMs,
 	            timed.unlockMs, jsonPercentiles(timed.discardUs).c_str(), timed.encodeMs, timed.decodeMs);
 	std::fflush(stdout);
@@ -815,7 +848,7 @@ void runRound(size_t count, const Options &options, const test::TestHost &host, 
 int usage()
 {
 	std::fprintf(stderr, "usage: repair_bench [--connections N]... [--family mixed|v4|v6] [--census flows|dump|none] "
-	                     "[--bpf on|off]\n");
+	                     "[--bpf on|off] [--restore prepared|plain]\n");
 	return 2;
 }
 
@@ -843,6 +876,10 @@ int main(int argc, char **argv)
 			if (value != "on" && value != "off")
 				return usage();
 			options.bpf = value == "on";
+		} else if (arg == "--restore") {
+			if (value != "prepared" && value != "plain")
+				return usage();
+			options.restore = value;
 		} else if (arg == "--family") {
 			options.familyName = value;
 			if (value == "mixed")

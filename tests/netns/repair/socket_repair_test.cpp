@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -43,6 +44,16 @@ std::string stateName(ferry::repair::TcpState s)
 
 enum class Family { V4, V6, Mapped };
 enum class Target { SameHost, OtherHost, OtherHostAddressLater };
+// How the destination restores: restore() on its own, or as ferryd does it,
+// into a socket prepared ahead and with the namespace's fresh-socket
+// defaults, so that options equal to them are skipped.
+enum class Way { Plain, PreparedWithDefaults };
+const Way kWays[] = {Way::Plain, Way::PreparedWithDefaults};
+
+std::string wayName(Way w)
+{
+	return w == Way::Plain ? "plain" : "prepared socket, fresh defaults";
+}
 
 // Names for CAPTURE() return std::string: doctest prints a const char *
 // as its address.
@@ -213,7 +224,7 @@ struct Connection {
 	// or a lock answers the peer's next retransmission or loss probe
 	// with a RST (no socket for the 4-tuple), the peer drops its end,
 	// and the restored socket's first segment is reset in turn.
-	ConnectionSnapshot migrate(Target target, bool alreadyLocked = false)
+	ConnectionSnapshot migrate(Target target, bool alreadyLocked = false, Way way = Way::Plain)
 	{
 		if (!alreadyLocked)
 			lock(*hostNow);
@@ -230,11 +241,18 @@ struct Connection {
 		if (target == Target::OtherHost)
 			moveAddress();
 		UniqueFd ns = to->open();
-		Result<UniqueFd> fd = runInNetns(ns.get(), [&s] { return restore(s); });
+		std::optional<FreshSocketDefaults> fresh;
+		Result<UniqueFd> fd = runInNetns(ns.get(), [&]() -> Result<UniqueFd> {
+			if (way == Way::Plain)
+				return restore(s);
+			FERRY_TRY_ASSIGN(fresh, probeFreshSocketDefaults());
+			FERRY_TRY_ASSIGN(UniqueFd prepared, prepareRestoreSocket(s.family));
+			return restore(std::move(prepared), s, &*fresh);
+		});
 		REQUIRE_MESSAGE(fd.ok(), fd.error().message());
 		if (target == Target::OtherHostAddressLater)
 			moveAddress();
-		Status resumed = resume(fd->get(), s);
+		Status resumed = resume(fd->get(), s, fresh ? &*fresh : nullptr);
 		unlock(*hostA);
 		unlock(*hostB);
 		REQUIRE_MESSAGE(resumed.ok(), resumed.error().message());
@@ -300,13 +318,15 @@ TEST_CASE("idle connection, every family, restored here and elsewhere")
 {
 	for (Family family : {Family::V4, Family::V6, Family::Mapped}) {
 		for (Target target : {Target::SameHost, Target::OtherHost, Target::OtherHostAddressLater}) {
+			Way way = target == Target::SameHost ? Way::Plain : Way::PreparedWithDefaults;
 			CAPTURE(familyName(family));
 			CAPTURE(targetName(target));
+			CAPTURE(wayName(way));
 			Setup setup;
 			setup.family = family;
 			Connection c(setup);
 			c.checkBothWays(4096);
-			ConnectionSnapshot s = c.migrate(target);
+			ConnectionSnapshot s = c.migrate(target, false, way);
 			CHECK(stateName(s.state) == stateName(TcpState::Established));
 			CHECK(s.family == (family == Family::V4 ? AF_INET : AF_INET6));
 			CHECK(s.flow.local.isV4Mapped() == (family == Family::Mapped));
@@ -533,8 +553,11 @@ TEST_CASE("peers without timestamps, SACK or window scaling")
 
 TEST_CASE("every user option is carried")
 {
-	for (Family family : {Family::V4, Family::V6}) {
+	for (auto [family, way] : {std::pair{Family::V4, Way::Plain}, std::pair{Family::V6, Way::Plain},
+	                           std::pair{Family::V4, Way::PreparedWithDefaults},
+	                           std::pair{Family::V6, Way::PreparedWithDefaults}}) {
 		CAPTURE(familyName(family));
+		CAPTURE(wayName(way));
 		Setup setup;
 		setup.family = family;
 		Connection c(setup);
@@ -567,7 +590,7 @@ TEST_CASE("every user option is carried")
 		const char cc[] = "reno";
 		CHECK(::setsockopt(fd, SOL_TCP, TCP_CONGESTION, cc, sizeof(cc) - 1) == 0);
 
-		ConnectionSnapshot s = c.migrate(Target::OtherHost);
+		ConnectionSnapshot s = c.migrate(Target::OtherHost, false, way);
 		const UserOptions &o = s.options;
 		CHECK(o.noDelay);
 		CHECK(o.keepAlive);
@@ -613,6 +636,51 @@ TEST_CASE("autotuned buffers stay autotuned")
 	REQUIRE(::getsockopt(c.hostFd.get(), SOL_SOCKET, SO_BUF_LOCK, &locks, &length) == 0);
 	CHECK(locks == 0);
 	c.checkBothWays();
+}
+
+// The defaults skip an option only where the destination's fresh socket
+// already has the source's value: B's sysctls differ from A's here, so the
+// restored socket must be given A's values explicitly, and a connection
+// with every option at A's defaults reads back exactly as it was.
+TEST_CASE("fresh-socket defaults of another namespace do not leak into the restored socket")
+{
+	for (Way way : kWays) {
+		CAPTURE(wayName(way));
+		Connection c;
+		test::mustRun(c.hostB->exec("sysctl -qw net.ipv4.tcp_keepalive_time=111 net.ipv4.tcp_keepalive_intvl=22 "
+		                            "net.ipv4.tcp_keepalive_probes=3 net.ipv4.tcp_fin_timeout=19 "
+		                            "net.ipv4.tcp_congestion_control=reno"));
+		ConnectionSnapshot s = c.migrate(Target::OtherHost, false, way);
+		CHECK(s.options.keepIdle != 111);
+		CHECK(s.options.linger2 != 19);
+		CHECK(s.options.congestion != "reno");
+		UniqueFd ns = c.hostNow->open();
+		int restored = c.hostFd.get();
+		Result<ConnectionSnapshot> again = runInNetns(ns.get(), [restored] { return snapshot(restored); });
+		REQUIRE_MESSAGE(again.ok(), again.error().message());
+		CHECK(again->options == s.options);
+		REQUIRE(release(restored, *again).ok());
+		c.checkBothWays();
+	}
+}
+
+TEST_CASE("a prepared socket takes connected states only, and says so")
+{
+	Connection c;
+	UniqueFd ns = c.hostB->open();
+	ConnectionSnapshot listener;
+	listener.family = AF_INET;
+	listener.state = TcpState::Listen;
+	listener.bound = true;
+	listener.flow.local = endpoint("198.51.100.3", 7000);
+	Result<UniqueFd> fd = runInNetns(ns.get(), [&]() -> Result<UniqueFd> {
+		FERRY_TRY_ASSIGN(UniqueFd prepared, prepareRestoreSocket(AF_INET));
+		return restore(std::move(prepared), listener);
+	});
+	REQUIRE_FALSE(fd.ok());
+	CHECK(fd.error().code == EINVAL);
+	CHECK(fd.error().message().find("LISTEN") != std::string::npos);
+	CHECK(prepareRestoreSocket(AF_UNIX).error().code == EINVAL);
 }
 
 TEST_CASE("release() rolls back: the original connection carries on")
