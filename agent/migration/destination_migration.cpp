@@ -224,6 +224,12 @@ struct DestinationMigration::State {
 		repair::ConnectionSnapshot snapshot;
 	};
 	std::vector<Restored> restored;
+	// Made at prepare, in the target namespace, so that neither the
+	// socket's creation nor an option a fresh socket has already costs
+	// anything in the blackout (repair/socket_repair.h). Both may be
+	// missing: restore() then makes its own socket and sets every option.
+	std::optional<repair::FreshSocketDefaults> fresh;
+	std::vector<UniqueFd> prepared4, prepared6; // one per announced connected flow
 	// Half-closed and reset connections are finished with crafted segments
 	// addressed to their local address, which must be configured first:
 	// they are restored at commit, after the address switch.
@@ -254,6 +260,12 @@ struct DestinationMigration::State {
 	// announced, keeps aside (deferred) what needs the local address, and
 	// returns whether the snapshot is to be restored now.
 	Result<bool> admit(repair::ConnectionSnapshot &snapshot);
+	// At prepare: probes `fresh` and fills the prepared sockets. What
+	// fails is logged and left to restore(); returns how many were made.
+	uint32_t prepareSockets();
+	// restore() into a prepared socket when one is left, in the calling
+	// thread's namespace (the target's).
+	Result<UniqueFd> restoreSocket(const repair::ConnectionSnapshot &snapshot);
 	// Restores one admitted snapshot into `restored`; `alsoDone` counts
 	// the deferred ones for progress. In the target namespace.
 	Status restoreNow(repair::ConnectionSnapshot &&snapshot, uint32_t alsoDone);
@@ -293,7 +305,7 @@ void DestinationMigration::State::resumeAll()
 	auto resumeRange = [this](size_t begin, size_t end) {
 		for (size_t i = begin; i < end; ++i) {
 			Restored &r = restored[i];
-			Status resumed = repair::resume(r.fd.get(), r.snapshot);
+			Status resumed = repair::resume(r.fd.get(), r.snapshot, fresh ? &*fresh : nullptr);
 			if (!resumed.ok())
 				FERRY_LOG(logMigration, Error) << "resume failed" << kv("migration", id())
 							       << kv("flow", r.snapshot.flow.toString())
@@ -314,17 +326,22 @@ void DestinationMigration::State::resumeAll()
 		helper.join();
 }
 
-// The restored sockets as the workload gets them, fds 3.. in this order.
+// The restored sockets as the workload gets them, fds 3.. in this order:
+// the order of their fds here, so that moving them to 3.. needs no copies
+// (workload_launcher.cpp; 10,000 sockets would need 20,000 fds). Sockets
+// made ahead (prepared*) are not in the order the image restores them.
 std::vector<HandedSocket> DestinationMigration::State::handedSockets() const
 {
 	std::vector<HandedSocket> out;
-	for (size_t i = 0; i < restored.size(); ++i) {
-		const repair::ConnectionSnapshot &snap = restored[i].snapshot;
+	for (const Restored &r : restored) {
+		const repair::ConnectionSnapshot &snap = r.snapshot;
 		bool listener = snap.state == repair::TcpState::Listen;
-		out.push_back(HandedSocket{restored[i].fd.get(), (listener ? "listen" : "conn") + std::to_string(i),
-					   snap.flow.local, listener ? Endpoint{} : snap.flow.remote,
-					   repair::toString(snap.state)});
+		out.push_back(HandedSocket{r.fd.get(), listener ? "listen" : "conn", snap.flow.local,
+					   listener ? Endpoint{} : snap.flow.remote, repair::toString(snap.state)});
 	}
+	std::sort(out.begin(), out.end(), [](const HandedSocket &a, const HandedSocket &b) { return a.fd < b.fd; });
+	for (size_t i = 0; i < out.size(); ++i)
+		out[i].name += std::to_string(i);
 	return out;
 }
 
@@ -496,6 +513,7 @@ Result<std::unique_ptr<DestinationMigration>> DestinationMigration::prepare(Migr
 		(void)context.journal.retire(state->journal);
 		return std::move(locked).error().at("phase", "lock");
 	}
+	reply.socketsPrepared = state->prepareSockets();
 	state->record->enter(Phase::Prepared);
 
 	reply.migrationId = request.migrationId;
@@ -528,6 +546,37 @@ Status DestinationMigration::State::lockFlows()
 	return {};
 }
 
+uint32_t DestinationMigration::State::prepareSockets()
+{
+	auto warn = [this](const char *what, const Error &error) {
+		FERRY_LOG(logMigration, Warn) << what << kv("migration", id()) << kv("error", error.message());
+	};
+	auto inside = ScopedNetns::enter(netns.get());
+	if (!inside.ok()) {
+		warn("cannot prepare sockets in the target namespace; restore makes them", inside.error());
+		return 0;
+	}
+	auto probed = repair::probeFreshSocketDefaults();
+	if (probed.ok())
+		fresh = std::move(*probed);
+	else
+		warn("cannot read a fresh socket's options; restore sets all of them", probed.error());
+	for (const ConnectionSummary &c : request.connections) {
+		if (c.flow.remote.family == AF_UNSPEC || c.state == "LISTEN")
+			continue;
+		int family = c.flow.local.family;
+		auto fd = repair::prepareRestoreSocket(family);
+		if (!fd.ok()) {
+			warn("cannot prepare more sockets; restore makes the rest", fd.error());
+			break;
+		}
+		(family == AF_INET6 ? prepared6 : prepared4).push_back(std::move(*fd));
+	}
+	FERRY_LOG(logMigration, Debug) << "sockets prepared" << kv("migration", id()) << kv("ipv4", prepared4.size())
+				       << kv("ipv6", prepared6.size()) << kv("fresh_defaults", fresh.has_value());
+	return static_cast<uint32_t>(prepared4.size() + prepared6.size());
+}
+
 Result<bool> DestinationMigration::State::admit(repair::ConnectionSnapshot &snapshot)
 {
 	if (record->abortRequested())
@@ -547,9 +596,20 @@ Result<bool> DestinationMigration::State::admit(repair::ConnectionSnapshot &snap
 	return true;
 }
 
+Result<UniqueFd> DestinationMigration::State::restoreSocket(const repair::ConnectionSnapshot &snapshot)
+{
+	std::vector<UniqueFd> &spares = snapshot.family == AF_INET6 ? prepared6 : prepared4;
+	const repair::FreshSocketDefaults *defaults = fresh ? &*fresh : nullptr;
+	if (snapshot.flow.remote.family == AF_UNSPEC || spares.empty())
+		return repair::restore(snapshot, defaults);
+	UniqueFd spare = std::move(spares.back());
+	spares.pop_back();
+	return repair::restore(std::move(spare), snapshot, defaults);
+}
+
 Status DestinationMigration::State::restoreNow(repair::ConnectionSnapshot &&snapshot, uint32_t alsoDone)
 {
-	FERRY_TRY_ASSIGN(UniqueFd fd, repair::restore(snapshot));
+	FERRY_TRY_ASSIGN(UniqueFd fd, restoreSocket(snapshot));
 	restored.push_back(Restored{std::move(fd), std::move(snapshot)});
 	// An event per batch, not per socket: each one takes the record's lock
 	// and calls every subscriber, inside the blackout.
@@ -889,7 +949,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		Status late = [&]() -> Status {
 			FERRY_TRY_ASSIGN(ScopedNetns inside, ScopedNetns::enter(s.netns.get()));
 			for (repair::ConnectionSnapshot &snap : s.deferred) {
-				auto fd = repair::restore(snap);
+				auto fd = s.restoreSocket(snap);
 				if (!fd.ok())
 					return std::move(fd).error().at("flow", snap.flow.toString());
 				s.restored.push_back(State::Restored{std::move(*fd), std::move(snap)});
@@ -902,6 +962,9 @@ Status DestinationMigration::commit(const CommitRequest &request)
 			return std::move(late).error().at("phase", "restore");
 		}
 	}
+	FERRY_LOG(logMigration, Debug) << "prepared sockets left" << kv("migration", s.id()) << kv("count", s.prepared4.size() + s.prepared6.size());
+	s.prepared4.clear(); // none should be left: every announced flow is restored
+	s.prepared6.clear();
 
 	if (s.request.handoff.container) {
 		// The workload's state arrived with this commit: the manifest the
@@ -1022,15 +1085,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		launch->migrationId = s.id();
 		launch->state = request.workloadState;
 		launch->manifestDirectory = s.context.policy.workloadStateDir;
-		for (size_t i = 0; i < s.restored.size(); ++i) {
-			const repair::ConnectionSnapshot &snap = s.restored[i].snapshot;
-			bool listener = snap.state == repair::TcpState::Listen;
-			launch->sockets.push_back(HandedSocket{s.restored[i].fd.get(),
-							       (listener ? "listen" : "conn") + std::to_string(i),
-							       snap.flow.local,
-							       listener ? Endpoint{} : snap.flow.remote,
-							       repair::toString(snap.state)});
-		}
+		launch->sockets = s.handedSockets();
 		for (State::Restored &r : s.restored)
 			handed.push_back(std::move(r.fd));
 		s.restored.clear();
