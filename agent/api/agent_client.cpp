@@ -197,6 +197,18 @@ Result<migration::ImageReceipt> AgentClient::sendImage(std::string_view id, cons
 					       "image");
 }
 
+Status AgentClient::sendWorkloadState(std::string_view id, std::string_view state)
+{
+	bool sent = false;
+	auto once = [&](const transport::UploadSink &sink) -> Result<bool> {
+		if (!sent)
+			FERRY_TRY(sink(std::span<const uint8_t>(reinterpret_cast<const uint8_t *>(state.data()), state.size())));
+		sent = true;
+		return false;
+	};
+	return decodeEmpty(http_.upload("PUT", idPath("/v1/incoming/", id, "/state"), once), "workload state");
+}
+
 Status AgentClient::commit(std::string_view id, const migration::CommitRequest &request)
 {
 	return decodeEmpty(http_.send("POST", idPath("/v1/incoming/", id, "/commit"), toJson(request), false),
@@ -219,6 +231,11 @@ Result<migration::PrepareReply> HttpPeerAgent::prepare(const migration::PrepareR
 Result<migration::ImageReceipt> HttpPeerAgent::sendImage(std::string_view id, const migration::ImageProducer &producer)
 {
 	return client_.sendImage(id, producer);
+}
+
+Status HttpPeerAgent::sendWorkloadState(std::string_view id, std::string_view state)
+{
+	return client_.sendWorkloadState(id, state);
 }
 
 Status HttpPeerAgent::commit(std::string_view id, const migration::CommitRequest &request)

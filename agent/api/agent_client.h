@@ -54,6 +54,8 @@ public:
 
 	Result<migration::PrepareReply> prepare(const migration::PrepareRequest &request);
 	Result<migration::ImageReceipt> sendImage(std::string_view id, const transport::UploadProducer &producer);
+	// The workload's state as bytes (application/octet-stream).
+	Status sendWorkloadState(std::string_view id, std::string_view state);
 	Status commit(std::string_view id, const migration::CommitRequest &request);
 
 	Result<std::string> metricsText();
@@ -74,6 +76,7 @@ public:
 	const std::string &url() const override { return client_.url(); }
 	Result<migration::PrepareReply> prepare(const migration::PrepareRequest &request) override;
 	Result<migration::ImageReceipt> sendImage(std::string_view id, const migration::ImageProducer &producer) override;
+	Status sendWorkloadState(std::string_view id, std::string_view state) override;
 	Status commit(std::string_view id, const migration::CommitRequest &request) override;
 	Status abort(std::string_view id, std::string_view reason) override;
 	Result<migration::MigrationStatus> status(std::string_view id) override;

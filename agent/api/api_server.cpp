@@ -375,7 +375,8 @@ bool ApiServer::refuseEarly(const Request &req, Response &res, RouteMatch &match
 	}
 	// A body that is announced too large is refused before it is sent
 	// (Expect: 100-continue) or read.
-	bool image = match.route == RouteId::ReceiveImage;
+	// The workload's state counts as part of the image.
+	bool image = match.route == RouteId::ReceiveImage || match.route == RouteId::ReceiveState;
 	uint64_t limit = image ? config_.limits.maxImageBytes : config_.limits.maxRequestBodyBytes;
 	if (req.get_header_value_count("Content-Length") > 0 && req.get_header_value<uint64_t>("Content-Length") > limit) {
 		respondError(res,
@@ -429,6 +430,9 @@ void ApiServer::dispatch(const Request &req, Response &res, const ContentReader 
 		return;
 	case RouteId::ReceiveImage:
 		receiveImage(match.id, req, res, reader);
+		return;
+	case RouteId::ReceiveState:
+		receiveState(match.id, req, res, reader);
 		return;
 	case RouteId::CommitIncoming:
 		commitIncoming(match.id, req, res, reader);
@@ -694,12 +698,49 @@ void ApiServer::receiveImage(const std::string &id, const Request &req, Response
 	respondJson(res, 200, toJson(*receipt));
 }
 
+void ApiServer::receiveState(const std::string &id, const Request &req, Response &res, const ContentReader *reader)
+{
+	const uint64_t limit = config_.limits.maxImageBytes;
+	if (!hasMediaType(req, "application/octet-stream")) {
+		drain(req, reader);
+		return respondError(res, makeError("state: Content-Type must be application/octet-stream", EINVAL), 415);
+	}
+	std::string state = req.body;
+	bool over = state.size() > limit;
+	bool complete = true;
+	if (reader && !over) {
+		try {
+			complete = (*reader)([&](const char *data, size_t length) {
+				if (state.size() + length > limit) {
+					over = true;
+					return false;
+				}
+				state.append(data, length);
+				return true;
+			});
+		} catch (const std::exception &e) {
+			return respondError(res, makeError(std::string("state: reading the body failed: ") + e.what(), EIO));
+		}
+	}
+	if (over)
+		return respondError(res, makeError("state: larger than max_image_bytes (" + std::to_string(limit) + " bytes)",
+						   EFBIG));
+	if (!complete)
+		return respondError(res, makeError("state: the body broke off after " + std::to_string(state.size()) +
+							   " bytes",
+						   EINVAL));
+	Status kept = service_.receiveWorkloadState(id, std::move(state));
+	if (!kept.ok())
+		return respondError(res, kept.error().at("migration", id));
+	res.status = 204;
+}
+
 void ApiServer::commitIncoming(const std::string &id, const Request &req, Response &res, const ContentReader *reader)
 {
 	auto body = readJsonBody(req, reader);
 	if (!body)
 		return respondBodyError(res, body.error());
-	// An empty body is a commit without workload state.
+	// An empty body is the same as {}.
 	migration::CommitRequest request;
 	if (!body->empty()) {
 		auto decoded = fromJson<migration::CommitRequest>(*body);

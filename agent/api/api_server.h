@@ -96,6 +96,8 @@ private:
 	void prepareIncoming(const httplib::Request &req, httplib::Response &res, const httplib::ContentReader *reader);
 	void receiveImage(const std::string &id, const httplib::Request &req, httplib::Response &res,
 			  const httplib::ContentReader *reader);
+	void receiveState(const std::string &id, const httplib::Request &req, httplib::Response &res,
+			  const httplib::ContentReader *reader);
 	void commitIncoming(const std::string &id, const httplib::Request &req, httplib::Response &res,
 			    const httplib::ContentReader *reader);
 	// The container registry's routes; `containers_` is set.

@@ -25,6 +25,7 @@ constexpr RouteSpec kRoutes[] = {
 	{"GET", "/v1/migrations/{id}/events", RouteId::MigrationEvents},
 	{"POST", "/v1/incoming", RouteId::PrepareIncoming},
 	{"PUT", "/v1/incoming/{id}/image", RouteId::ReceiveImage},
+	{"PUT", "/v1/incoming/{id}/state", RouteId::ReceiveState},
 	{"POST", "/v1/incoming/{id}/commit", RouteId::CommitIncoming},
 	{"POST", "/v1/containers", RouteId::RegisterContainer},
 	{"GET", "/v1/containers", RouteId::ListContainers},

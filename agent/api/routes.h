@@ -22,6 +22,7 @@ enum class RouteId {
 	MigrationEvents, // GET  /v1/migrations/{id}/events
 	PrepareIncoming, // POST /v1/incoming
 	ReceiveImage,    // PUT  /v1/incoming/{id}/image
+	ReceiveState,    // PUT  /v1/incoming/{id}/state
 	CommitIncoming,  // POST /v1/incoming/{id}/commit
 	// The container registry (issue 5), filled by ferry-oci-hook.
 	RegisterContainer,   // POST   /v1/containers

@@ -907,17 +907,10 @@ Status decodeTop(const Value &v, PrepareReply &out)
 	return d.finish();
 }
 
-Status decodeTop(const Value &v, CommitRequest &out)
+Status decodeTop(const Value &v, CommitRequest &)
 {
 	ObjectDecoder d(v, "");
-	std::string encoded;
-	d.optional("workloadState", encoded);
-	FERRY_TRY(d.finish());
-	auto bytes = base64Decode(encoded);
-	if (!bytes)
-		return fieldError("workloadState", bytes.error().what);
-	out.workloadState = std::move(*bytes);
-	return {};
+	return d.finish();
 }
 
 Status decodeTop(const Value &v, ImageReceipt &out)
@@ -1114,13 +1107,9 @@ std::string toJson(const PrepareReply &v)
 	});
 }
 
-std::string toJson(const CommitRequest &v)
+std::string toJson(const CommitRequest &)
 {
-	return document([&](JsonWriter &w) {
-		w.StartObject();
-		field(w, "workloadState", base64Encode(v.workloadState));
-		w.EndObject();
-	});
+	return "{}";
 }
 
 std::string toJson(const ImageReceipt &v)

@@ -66,7 +66,7 @@ Result<migration::Role> parseRole(std::string_view name);
 std::string toJson(const migration::MigrationRequest &value);
 std::string toJson(const migration::PrepareRequest &value);
 std::string toJson(const migration::PrepareReply &value);
-// workloadState is an opaque blob: it travels base64-encoded.
+// An empty object: the workload's state travels on its own route.
 std::string toJson(const migration::CommitRequest &value);
 std::string toJson(const migration::ImageReceipt &value);
 std::string toJson(const migration::MigrationStatus &value);

@@ -234,6 +234,8 @@ struct DestinationMigration::State {
 	// addressed to their local address, which must be configured first:
 	// they are restored at commit, after the address switch.
 	std::vector<repair::ConnectionSnapshot> deferred;
+	// The source workload's blob (receiveWorkloadState), handed on at commit.
+	std::string workloadState;
 	std::vector<size_t> addedAddresses; // indexes into addresses
 	// The connections negotiation announced, by announcementKey(): each
 	// record is checked against it (a scan per record would make 10,000
@@ -272,7 +274,7 @@ struct DestinationMigration::State {
 	std::vector<HandedSocket> handedSockets() const;
 	std::string manifestPath() const { return containerDirectory + "/manifest.json"; }
 	JournalFile::Step containerCreatedStep() const;
-	Status createContainerLocked(std::string_view workloadState, bool journaled);
+	Status createContainerLocked(std::string_view state, bool journaled);
 	void kickSockets(bool onlyUnsent);
 	// The init of a runc container created and not yet started (it holds
 	// the sockets as fds 3..), from the pid file runc create wrote in its
@@ -361,7 +363,7 @@ JournalFile::Step DestinationMigration::State::containerCreatedStep() const
 
 // `journaled`: the caller journaled containerCreatedStep() already (with
 // other steps, in one sync).
-Status DestinationMigration::State::createContainerLocked(std::string_view workloadState, bool journaled)
+Status DestinationMigration::State::createContainerLocked(std::string_view state, bool journaled)
 {
 	const container::ContainerSpec &spec = *request.handoff.container;
 	if (!journaled) {
@@ -375,7 +377,7 @@ Status DestinationMigration::State::createContainerLocked(std::string_view workl
 	::chmod(containerDirectory.c_str(), 0700);
 
 	std::vector<HandedSocket> handed = handedSockets();
-	FERRY_TRY(writeInPlace(manifestPath(), encodeManifest(id(), workloadState, handed)));
+	FERRY_TRY(writeInPlace(manifestPath(), encodeManifest(id(), state, handed)));
 	container::ContainerStart start;
 	start.spec = spec;
 	start.netnsPath = containerNetnsPath;
@@ -915,7 +917,19 @@ void finishCommitted(JournalFile &journal, MigrationJournal &journals, Migration
 
 } // namespace
 
-Status DestinationMigration::commit(const CommitRequest &request)
+Status DestinationMigration::receiveWorkloadState(std::string state)
+{
+	State &s = *state_;
+	std::lock_guard guard(s.mutex);
+	Phase phase = s.record->phase();
+	if (s.ended || (phase != Phase::Prepared && phase != Phase::Restored))
+		return makeError("migration takes no workload state in phase " + std::string(toString(phase)),
+				 s.ended ? ECANCELED : EBUSY);
+	s.workloadState = std::move(state);
+	return {};
+}
+
+Status DestinationMigration::commit(const CommitRequest &)
 {
 	State &s = *state_;
 	std::lock_guard guard(s.mutex);
@@ -967,11 +981,11 @@ Status DestinationMigration::commit(const CommitRequest &request)
 	s.prepared6.clear();
 
 	if (s.request.handoff.container) {
-		// The workload's state arrived with this commit: the manifest the
+		// The workload's state arrived before the commit: the manifest the
 		// container will read gets it now, before its process runs.
 		Status ready = s.created ? writeInPlace(s.manifestPath(),
-							encodeManifest(s.id(), request.workloadState, s.handedSockets()))
-					 : s.createContainerLocked(request.workloadState, false);
+							encodeManifest(s.id(), s.workloadState, s.handedSockets()))
+					 : s.createContainerLocked(s.workloadState, false);
 		if (!ready.ok()) {
 			s.dropLocked(ready.error().message());
 			return std::move(ready).error().at("phase", "container");
@@ -1083,7 +1097,7 @@ Status DestinationMigration::commit(const CommitRequest &request)
 		launch->argv = s.request.handoff.execArgv;
 		launch->environment = s.request.handoff.environment;
 		launch->migrationId = s.id();
-		launch->state = request.workloadState;
+		launch->state = std::move(s.workloadState);
 		launch->manifestDirectory = s.context.policy.workloadStateDir;
 		launch->sockets = s.handedSockets();
 		for (State::Restored &r : s.restored)

@@ -8,6 +8,8 @@
 //   receiveImage()  lock the flows in the target netns, then restore each
 //                   connection (TCP_REPAIR) as its record arrives; the
 //                   sockets stay in repair mode
+//   receiveWorkloadState()  keeps the source workload's blob for commit
+//                   (any time before it)
 //   commit()        add the service addresses and announce them, leave
 //                   repair mode, unlock, start the workload with the sockets
 //   abort()         drop everything built: sockets closed silently, lock
@@ -59,6 +61,7 @@ public:
 	~DestinationMigration();
 
 	Result<ImageReceipt> receiveImage(const ImageBody &body);
+	Status receiveWorkloadState(std::string state);
 	Status commit(const CommitRequest &request);
 	// Idempotent; a no-op once committed or aborted.
 	void abort(const std::string &reason);

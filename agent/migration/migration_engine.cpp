@@ -386,6 +386,12 @@ Result<ImageReceipt> MigrationEngine::receiveImage(std::string_view id, const Im
 	return destination->receiveImage(body);
 }
 
+Status MigrationEngine::receiveWorkloadState(std::string_view id, std::string state)
+{
+	FERRY_TRY_ASSIGN(auto destination, impl_->destination(id));
+	return destination->receiveWorkloadState(std::move(state));
+}
+
 Status MigrationEngine::commitIncoming(std::string_view id, const CommitRequest &request)
 {
 	FERRY_TRY_ASSIGN(auto destination, impl_->destination(id));

@@ -44,6 +44,7 @@ public:
 	Result<MigrationStatus> startMigration(const MigrationRequest &request) override;
 	Result<PrepareReply> prepareIncoming(const PrepareRequest &request) override;
 	Result<ImageReceipt> receiveImage(std::string_view id, const ImageBody &body) override;
+	Status receiveWorkloadState(std::string_view id, std::string state) override;
 	Status commitIncoming(std::string_view id, const CommitRequest &request) override;
 	Status abort(std::string_view id, std::string_view reason) override;
 	Result<MigrationStatus> status(std::string_view id) const override;

@@ -11,6 +11,7 @@
 //   user/CLI ──startMigration──▶ source agent S
 //   S ──prepareIncoming──▶ D        (negotiate: before the freeze)
 //   S ──receiveImage (chunked)──▶ D (S frozen, locked, dumping; D restoring)
+//   S ──receiveWorkloadState──▶ D   (the workload's blob, when it gave one)
 //   S ──commitIncoming──▶ D         (D: address, unlock, hand over)
 //   S: discard, unlock, destroy the source workload
 //   either side, before commit: abort()
@@ -158,10 +159,10 @@ struct PrepareReply {
 	std::chrono::milliseconds commitDeadline{0}; // D aborts if no commit comes in time
 };
 
-// commitIncoming(): what the source hands over at commit.
-struct CommitRequest {
-	std::string workloadState; // the blob the source workload handed over (may be empty)
-};
+// commitIncoming(): what the source hands over at commit. Nothing yet:
+// the workload's state travels before it (receiveWorkloadState), as
+// bytes, so that the commit stays small inside the blackout.
+struct CommitRequest {};
 
 // What D reports when the image has been received and restored.
 struct ImageReceipt {
@@ -240,6 +241,10 @@ public:
 	// Blocks until the body has ended and every socket is restored (or it
 	// failed, in which case the migration is aborted on this side).
 	virtual Result<ImageReceipt> receiveImage(std::string_view id, const ImageBody &body) = 0;
+	// The blob the source workload handed over at its safe point, for the
+	// workload that starts here at commit. Before commit; a second call
+	// replaces the first (the call is idempotent).
+	virtual Status receiveWorkloadState(std::string_view id, std::string state) = 0;
 	virtual Status commitIncoming(std::string_view id, const CommitRequest &request) = 0;
 
 	// Either role, before commit. Idempotent: aborting an aborted

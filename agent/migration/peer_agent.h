@@ -5,11 +5,13 @@
 // over transport/'s libcurl client), and tests may drive two engines in
 // one process. Each call maps to one MigrationService call on the peer
 // (migration_service.h): prepare → prepareIncoming, sendImage →
-// receiveImage, commit → commitIncoming, abort → abort, status → status.
+// receiveImage, sendWorkloadState → receiveWorkloadState, commit →
+// commitIncoming, abort → abort, status → status.
 //
-// Retries: only the idempotent calls (status, abort) may be retried by an
-// implementation. commit is never retried blindly: after a commit whose
-// answer was lost, the source asks status() to learn the outcome.
+// Retries: only the idempotent calls (status, abort, sendWorkloadState) may
+// be retried by an implementation. commit is never retried blindly: after a
+// commit whose answer was lost, the source asks status() to learn the
+// outcome.
 #pragma once
 
 #include <functional>
@@ -35,6 +37,7 @@ public:
 	virtual const std::string &url() const = 0;
 	virtual Result<PrepareReply> prepare(const PrepareRequest &request) = 0;
 	virtual Result<ImageReceipt> sendImage(std::string_view id, const ImageProducer &producer) = 0;
+	virtual Status sendWorkloadState(std::string_view id, std::string_view state) = 0;
 	virtual Status commit(std::string_view id, const CommitRequest &request) = 0;
 	virtual Status abort(std::string_view id, std::string_view reason) = 0;
 	virtual Result<MigrationStatus> status(std::string_view id) = 0;

@@ -814,6 +814,12 @@ Status SourceMigration::State::stream()
 		return makeError("the destination restored " + std::to_string(receipt.connectionsRestored) + " of " +
 					 std::to_string(sockets.size()) + " connections",
 				 EPROTO);
+	// The workload's blob follows the image as bytes of its own: inside the
+	// commit it was base64 in JSON, ~30 ms for 1.6 MB in the blackout.
+	if (!workloadState.empty()) {
+		FERRY_TRY(peer->sendWorkloadState(id(), workloadState));
+		timer.mark("workload_state");
+	}
 	record->addBytes(queueBytes, receipt.imageBytes);
 	streamedFields = {{"connections", std::to_string(receipt.connectionsRestored)},
 			  {"image_bytes", std::to_string(receipt.imageBytes)}};
@@ -849,7 +855,7 @@ Status SourceMigration::State::commit()
 	record->enter(Phase::Committing);
 	FERRY_TRY(journal.append(kCommitSent));
 	timer.mark("journal_commit_sent");
-	Status sent = peer->commit(id(), CommitRequest{workloadState});
+	Status sent = peer->commit(id(), CommitRequest{});
 	timer.mark("commit_rpc");
 	if (sent.ok()) {
 		// The destination has committed and unlocked: the peers talk to

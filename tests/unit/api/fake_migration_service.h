@@ -34,6 +34,7 @@ public:
 		std::vector<migration::PrepareRequest> prepares;
 		std::vector<std::string> commits;
 		std::vector<migration::CommitRequest> commitRequests;
+		std::vector<std::pair<std::string, std::string>> states; // id, workload state
 		std::vector<std::pair<std::string, std::string>> aborts;
 		std::vector<std::vector<uint8_t>> imageChunks;
 		Status imageBodyStatus;
@@ -152,6 +153,15 @@ public:
 		if (!status.ok())
 			return std::move(status).error();
 		return migration::ImageReceipt{1, total, total};
+	}
+
+	Status receiveWorkloadState(std::string_view id, std::string state) override
+	{
+		std::lock_guard lock(mutex_);
+		if (!migrations_.count(std::string(id)))
+			return makeError("no migration " + std::string(id), ENOENT);
+		calls_.states.emplace_back(id, std::move(state));
+		return {};
 	}
 
 	Status commitIncoming(std::string_view id, const migration::CommitRequest &request) override

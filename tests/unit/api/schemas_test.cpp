@@ -187,10 +187,7 @@ TEST_CASE("every other type round-trips")
 	CHECK(m2->blackoutBucketsMs == m.blackoutBucketsMs);
 	CHECK(m2->blackoutSumMs == 12.25);
 
-	CommitRequest commit{std::string("\0\xff state", 8)};
-	auto commit2 = fromJson<CommitRequest>(toJson(commit));
-	REQUIRE(commit2.ok());
-	CHECK(commit2->workloadState == commit.workloadState);
+	CHECK(fromJson<CommitRequest>(toJson(CommitRequest{})).ok());
 
 	AbortRequest abortReq{"operator said so"};
 	auto abort2 = fromJson<AbortRequest>(toJson(abortReq));
@@ -295,8 +292,8 @@ TEST_CASE("every validation class is refused with EINVAL and the field")
 	CHECK(errorOf<MigrationStatus>(std::string(st).replace(at, 27, "2026-02-30T00:00:00Z")).find("startedAt: expected") == 0);
 	CHECK(errorOf<MigrationStatus>(std::string(st).replace(at, 27, "2026-02-03 00:00:00Z")).find("startedAt: expected") == 0);
 	CHECK(fromJson<MigrationStatus>(std::string(st).replace(at, 27, "2026-02-03T04:05:06Z")).ok());
-	CHECK(errorOf<CommitRequest>(R"({"workloadState":"abc"})").rfind("workloadState: ", 0) == 0);
-	CHECK(errorOf<CommitRequest>(R"({"workloadState":"ab=c"})").rfind("workloadState: ", 0) == 0);
+	// The state has its own route now: in a commit it is an unknown field.
+	CHECK(errorOf<CommitRequest>(R"({"workloadState":"Zm8="})").rfind("workloadState: ", 0) == 0);
 	CHECK(fromJson<CommitRequest>("{}").ok());
 }
 
@@ -450,7 +447,7 @@ TEST_CASE("encoding never produces invalid JSON")
 
 TEST_CASE("ids and errno names")
 {
-	CHECK(toJson(CommitRequest{"fo"}) == R"({"workloadState":"Zm8="})");
+	CHECK(toJson(CommitRequest{}) == "{}");
 	CHECK(isValidMigrationId("m-20261122-0001"));
 	CHECK(isValidMigrationId(std::string(kMaxIdLength, 'a')));
 	CHECK_FALSE(isValidMigrationId(std::string(kMaxIdLength + 1, 'a')));
