@@ -71,8 +71,11 @@ std::string idPath(std::string_view prefix, std::string_view id, std::string_vie
 
 Error errorFromResponse(const transport::HttpResponse &response, std::string_view what)
 {
+	// "status=NNN" on every answer the agent sent as JSON or refused as
+	// 401: a source agent's abort reason keeps this context, and `ferry
+	// migrate` tells a refusal by the destination from it (cli/output.h).
 	if (response.status == 401)
-		return makeError("authentication refused by the agent", EACCES).at("call", what);
+		return makeError("authentication refused by the agent", EACCES).at("status", "401").at("call", what);
 	auto reply = fromJson<ErrorReply>(response.body);
 	if (reply.ok()) {
 		Error e = reply->error;

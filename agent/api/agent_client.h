@@ -9,7 +9,10 @@
 // ETIMEDOUT, EPROTO...); an HTTP error answer becomes an Error with the
 // server's message and the errno its "code" names (or one derived from the
 // status: 401 → EACCES "authentication refused", 403 → EACCES, 404 →
-// ENOENT, ...).
+// ENOENT, ...). Its context names the call and, for a 401 or a JSON error
+// body, the status ("call=prepare status=403 ..."); a source agent records
+// that text as its abort reason, and the CLI reads the status back from it
+// (cli/output.h refusalStatus()).
 #pragma once
 
 #include <chrono>

@@ -144,7 +144,7 @@ ExitCode printStatus(const CommandLine &line, Terminal &terminal, const migratio
 	else
 		std::fputs(statusText(status).c_str(), terminal.out);
 	std::fflush(terminal.out);
-	return status.phase == migration::Phase::Aborted ? ExitCode::Failed : ExitCode::Ok;
+	return exitCodeFor(status);
 }
 
 // Follows the events of migration `id` until it ends and returns its final
@@ -232,7 +232,25 @@ ExitCode runMigrate(const CommandLine &line, api::AgentClient &agent, Terminal &
 	if (line.common.output == OutputFormat::Json && final->phase != migration::Phase::Committed &&
 	    !final->error.empty())
 		std::fprintf(terminal.err, "ferry migrate: migration %s aborted: %s\n", id.c_str(), final->error.c_str());
-	return final->phase == migration::Phase::Committed ? ExitCode::Ok : ExitCode::Failed;
+	if (final->phase == migration::Phase::Committed)
+		return ExitCode::Ok;
+	int refused = refusalStatus(*final);
+	if (!refused)
+		return ExitCode::Failed;
+	// Not this command's credentials that were refused: the source
+	// agent's, by the destination, or the destination's allowlist said no.
+	if (refused == 401)
+		std::fprintf(terminal.err,
+			     "ferry migrate: the destination %s refused the credentials of the source agent %s: "
+			     "agents that migrate to each other share one token (ferryd --token-file)\n",
+			     final->peerAgent.c_str(), agent.url().c_str());
+	else
+		std::fprintf(terminal.err,
+			     "ferry migrate: the destination %s refused the migration: check its allowlist "
+			     "(--allow-netns, --allow-interface, --allow-address) and privileges\n",
+			     final->peerAgent.c_str());
+	std::fflush(terminal.err);
+	return ExitCode::Refused;
 }
 
 ExitCode runStatus(const CommandLine &line, api::AgentClient &agent, Terminal &terminal)

@@ -30,9 +30,12 @@ struct Terminal {
 
 // Starts the migration on the source agent; unless --no-wait, follows its
 // events to the end and prints the final MigrationStatus. Ok only when it
-// committed (or, with --no-wait, started); Failed when it aborted.
+// committed (or, with --no-wait, started); Refused when it aborted because
+// the destination refused the source agent (401/403, refusalStatus() in
+// output.h); Failed when it aborted otherwise.
 ExitCode runMigrate(const CommandLine &line, api::AgentClient &agent, Terminal &terminal);
-// Ok when shown, Failed when the migration aborted, NotFound for an unknown id.
+// Ok when shown, Failed when the migration aborted (Refused when the
+// destination refused it, as for migrate), NotFound for an unknown id.
 ExitCode runStatus(const CommandLine &line, api::AgentClient &agent, Terminal &terminal);
 ExitCode runList(const CommandLine &line, api::AgentClient &agent, Terminal &terminal);
 // Aborts, then prints the migration's status as the agent reports it.

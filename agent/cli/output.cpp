@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
+#include <string_view>
 
 #include "api/schemas.h"
 
@@ -23,6 +24,30 @@ bool hasField(const std::string &context, std::string_view key)
 			return true;
 	}
 	return false;
+}
+
+// Whether `context` has exactly the field "key=value".
+bool hasFieldValue(std::string_view context, std::string_view key, std::string_view value)
+{
+	std::string field = std::string(key) + "=" + std::string(value);
+	for (size_t pos = context.find(field); pos != std::string_view::npos; pos = context.find(field, pos + 1)) {
+		size_t end = pos + field.size();
+		if ((pos == 0 || context[pos - 1] == ' ') && (end == context.size() || context[end] == ' '))
+			return true;
+	}
+	return false;
+}
+
+// The context of an Error::message() text ("what: strerror [context]"),
+// or "" when it has none.
+std::string_view messageContext(std::string_view message)
+{
+	if (message.empty() || message.back() != ']')
+		return {};
+	size_t open = message.rfind(" [");
+	if (open == std::string_view::npos)
+		return {};
+	return message.substr(open + 2, message.size() - open - 3);
 }
 
 bool isTransportCode(int code)
@@ -106,6 +131,25 @@ ExitCode exitCodeFor(const Error &error)
 	if (isTransportCode(error.code) || hasField(error.context, "url"))
 		return ExitCode::Unreachable;
 	return ExitCode::Failed;
+}
+
+int refusalStatus(const migration::MigrationStatus &status)
+{
+	if (status.phase != migration::Phase::Aborted)
+		return 0;
+	std::string_view context = messageContext(status.error);
+	for (int refused : {401, 403}) {
+		if (hasFieldValue(context, "status", std::to_string(refused)))
+			return refused;
+	}
+	return 0;
+}
+
+ExitCode exitCodeFor(const migration::MigrationStatus &status)
+{
+	if (status.phase != migration::Phase::Aborted)
+		return ExitCode::Ok;
+	return refusalStatus(status) ? ExitCode::Refused : ExitCode::Failed;
 }
 
 std::string formatBytes(uint64_t bytes)

@@ -22,7 +22,8 @@ enum class ExitCode : int {
 	Failed = 1,      // the migration aborted, or the agent refused the request for another reason
 	Usage = 2,       // bad command line (or an unreadable --token-file)
 	Unreachable = 3, // cannot reach the agent: connection, TLS, timeout
-	Refused = 4,     // the agent refused the credentials or the permission (401/403)
+	Refused = 4,     // an agent refused the credentials or the permission (401/403): the one
+	                 // asked, or for migrate the destination, which refused the source agent
 	NotFound = 5,    // no such migration
 };
 
@@ -33,6 +34,21 @@ enum class ExitCode : int {
 // 404, EIO for a 500 without a code) and names the status instead. EIO is
 // the one code both produce, so the "url=" field decides it.
 ExitCode exitCodeFor(const Error &error);
+
+// The HTTP status (401 or 403) with which an agent that the migration's
+// agent called (the destination, for a source) refused it, when that is why
+// it aborted; 0 otherwise. The status carries the cause as text only: the
+// engine records Error::message(), "what: strerror [context]", and
+// errorFromResponse() (agent_client.cpp) puts the answer's "status=NNN" in
+// the context. Only the outermost context counts (after the last " [", up
+// to the closing "]"), so a refusal quoted inside another error's message
+// (a destination's own abort reason) does not.
+int refusalStatus(const migration::MigrationStatus &status);
+
+// The exit code for a migration as it stands: Refused when it aborted
+// because the destination refused it (refusalStatus), Failed for any other
+// abort, Ok otherwise (committed, or still in progress).
+ExitCode exitCodeFor(const migration::MigrationStatus &status);
 
 // "812 B", "47.1 KiB", "3.2 MiB", "1.50 GiB".
 std::string formatBytes(uint64_t bytes);

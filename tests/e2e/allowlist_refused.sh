@@ -3,16 +3,30 @@
 # self); a migration that targets another namespace is refused with 403
 # before anything was frozen or locked. The source agent accepted the
 # migration (202) and learns of the refusal when it negotiates, so the CLI
-# reports an aborted migration (exit 1) whose reason carries B's 403 and
-# names the namespace; the connections on A are untouched.
+# reports an aborted migration whose reason carries B's 403 and names the
+# namespace, and exits 4 (refused), not 1 (failed): the other side said no.
+# `ferry status` tells the same. The connections on A are untouched.
 . "$(dirname "$0")/lib.sh"
 e2e_init "$@"
 e2e_rollback_setup
 forbidden=fe2e-not-allowed-$$
 E2E_TARGET_NETNS=$forbidden e2e_migrate "$SERVICE_CIDR"
 
-e2e_check "ferry migrate exited 1 (aborted: refused by the destination)"
-((MIGRATE_STATUS == 1)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS, expected 1"
+e2e_check "ferry migrate exited 4 (refused by the destination), not 1 (failed)"
+((MIGRATE_STATUS == 4)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS, expected 4"
+e2e_py status "$E2E_WORK/migrate.json" --id "$MIGRATION_ID" --phase aborted --error "status=403" ||
+	e2e_fail "the migrate result is not the aborted MigrationStatus with B's 403"
+e2e_check "stderr has the reason and points at B's allowlist"
+grep -q "^ferry migrate: migration $MIGRATION_ID aborted: .*status=403" "$E2E_WORK/migrate.err" ||
+	e2e_fail "no reason on stderr"
+grep -q "^ferry migrate: the destination ${AGENT_URL[b]} refused the migration: check its allowlist" \
+	"$E2E_WORK/migrate.err" || e2e_fail "no hint about the destination's allowlist on stderr"
+e2e_check "ferry status $MIGRATION_ID on A exits 4 too"
+code=0
+e2e_ferry a status "$MIGRATION_ID" >"$E2E_WORK/status-a.json" 2>"$E2E_WORK/status-a.err" || code=$?
+((code == 4)) || e2e_fail "ferry status exited $code, expected 4: $(cat "$E2E_WORK/status-a.err")"
+e2e_py status "$E2E_WORK/status-a.json" --id "$MIGRATION_ID" --phase aborted --error "status=403" ||
+	e2e_fail "the status of $MIGRATION_ID"
 e2e_check "the reason carries the destination's 403"
 grep -q -- "status=403" "$E2E_WORK/migrate.err" "$E2E_WORK/migrate.json" ||
 	e2e_fail "neither ferry's message nor its JSON carries status=403"

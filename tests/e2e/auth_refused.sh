@@ -2,7 +2,10 @@
 # Case 5: authentication. With a bearer token configured, a request
 # without it or with a wrong one is refused: the CLI exits 4 and ferryd
 # logs the 401. With TLS and a client CA, a client certificate from another
-# CA (or none) is refused at the handshake, and the right one works.
+# CA (or none) is refused at the handshake, and the right one works. When
+# the destination refuses the source agent's token, `ferry migrate` exits 4
+# as well, though the source agent accepted the CLI: the migration aborts
+# at negotiation with the destination's 401 as its reason.
 . "$(dirname "$0")/lib.sh"
 e2e_init "$@"
 
@@ -76,3 +79,46 @@ requests=$(grep -c 'api: request' "$E2E_WORK/a/ferryd.log" || true)
 ((requests == 1)) || e2e_fail "ferryd on A logged $requests requests: $(grep 'api: request' "$E2E_WORK/a/ferryd.log")"
 e2e_check "both agents are still alive"
 kill -0 "${AGENT_PID[a]}" && kill -0 "${AGENT_PID[b]}" || e2e_fail "an agent died"
+
+# --- the destination refuses the source agent's token (agents on A and B) ---
+# ferryd calls its peers with its own --token-file. B now expects another
+# token than A has, so A's negotiation gets a 401; the CLI, whose token A
+# accepts, must exit 4 (refused), not 1 (failed), and nothing moves.
+e2e_kill_agent a
+e2e_kill_agent b
+head -c 32 /dev/urandom | base64 | tr -d '\n' >"$E2E_WORK/b-token"
+E2E_AGENT_AUTH=(--token-file "$E2E_WORK/b-token")
+e2e_start_agent b
+unset E2E_AGENT_AUTH
+e2e_start_agent a
+SERVICE_CIDR=198.51.100.10/24
+SERVICE_ADDRESS=198.51.100.10
+e2e_address_add a "$SERVICE_CIDR"
+e2e_start_server 198.51.100.10:0 256k
+e2e_start_client 2 256k
+before=$(count_401)
+e2e_migrate "$SERVICE_CIDR"
+e2e_check "ferry migrate exited 4 (the destination refused the source agent's token), not 1"
+((MIGRATE_STATUS == 4)) || e2e_fail "ferry migrate exited $MIGRATE_STATUS, expected 4"
+[[ -n $MIGRATION_ID ]] || e2e_fail "ferry migrate -o json printed no migration id"
+e2e_py status "$E2E_WORK/migrate.json" --id "$MIGRATION_ID" --phase aborted --error "status=401" ||
+	e2e_fail "the migrate result is not the aborted MigrationStatus with B's 401"
+grep -q "^ferry migrate: migration $MIGRATION_ID aborted: authentication refused" "$E2E_WORK/migrate.err" ||
+	e2e_fail "no reason on stderr"
+grep -q "^ferry migrate: the destination ${AGENT_URL[b]} refused the credentials of the source agent" \
+	"$E2E_WORK/migrate.err" || e2e_fail "no hint about the agents' token on stderr"
+e2e_check "B logged the 401 for A's negotiation"
+(($(count_401) > before)) && grep -q 'path=/v1/incoming status=401' "$E2E_WORK/b/ferryd.log" ||
+	e2e_fail "no 401 for /v1/incoming in B's log"
+e2e_check "ferry status $MIGRATION_ID on A exits 4 too"
+code=0
+e2e_ferry a status "$MIGRATION_ID" >"$E2E_WORK/status-a.json" 2>"$E2E_WORK/status-a.err" || code=$?
+((code == 4)) || e2e_fail "ferry status exited $code, expected 4: $(cat "$E2E_WORK/status-a.err")"
+e2e_assert_address_on a "$SERVICE_ADDRESS" b
+e2e_assert_no_lock a b
+e2e_snapshot "$CLIENT_PID" "$E2E_WORK/client.out" progress "$E2E_WORK/client-after.json"
+sleep 1
+e2e_stop_client
+e2e_check "the client: every connection alive, zero errors, bytes verified after the refusal"
+e2e_py client-report "$E2E_WORK/client.out" --status "$CLIENT_STATUS" --connections 2 \
+	--grew-since "$E2E_WORK/client-after.json" || e2e_fail "client report"

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "../api/fake_migration_service.h"
+#include "api/agent_client.h"
 #include "api/api_server.h"
 #include "api/schemas.h"
 
@@ -411,6 +412,86 @@ TEST_CASE("migrate refused by the agent: exit 1 and the agent's reason")
 	agent.fake.startError = makeError("too many migrations in progress", EAGAIN);
 	CHECK(agent.ferry({"migrate", "--pid", "1", "--to", "http://198.51.100.2:7411", "--target-netns", "b"})
 		      .exitCode == 1);
+}
+
+namespace {
+
+// What a source engine records when its destination refuses the
+// negotiation: the peer client's (AgentClient) error for a real answer of
+// `destination`, with the migration id in front of its context, as
+// SourceMigration::run() passes it to rollBack().
+std::string refusedPrepareReason(const Agent &destination, const std::string &token, const std::string &id)
+{
+	api::AgentCredentials credentials;
+	credentials.token = token;
+	auto client = api::AgentClient::connect(destination.url, credentials);
+	REQUIRE_MESSAGE(client.ok(), client.error().message());
+	migration::PrepareRequest prepare;
+	prepare.migrationId = id;
+	prepare.sourceAgent = "http://198.51.100.1:7411";
+	prepare.targetNetns = "not-allowed-here"; // the agent allows ferry-*
+	auto reply = client->prepare(prepare);
+	REQUIRE(!reply.ok());
+	return std::move(reply).error().at("migration", id).message();
+}
+
+} // namespace
+
+TEST_CASE("migrate refused by the destination (403 allowlist, 401 token): exit 4, the reason as for any abort")
+{
+	Agent destination;
+	const std::string forbidden = refusedPrepareReason(destination, kToken, "m-1");
+	INFO(forbidden);
+	CHECK(contains(forbidden, "status=403"));
+	const std::string badToken = refusedPrepareReason(destination, "not-the-token", "m-1");
+	INFO(badToken);
+	CHECK(contains(badToken, "status=401"));
+
+	struct Case {
+		std::string reason;
+		std::string hint;
+	};
+	for (const Case &c : {Case{forbidden, "refused the migration: check its allowlist"},
+			      Case{badToken, "refused the credentials of the source agent"}}) {
+		// JSON: the aborted MigrationStatus on stdout, the reason and a
+		// hint on stderr.
+		Agent source;
+		auto run = std::async(std::launch::async, [&] {
+			std::vector<std::string> args = {"-o", "json"};
+			args.insert(args.end(), kMigrateArgs.begin(), kMigrateArgs.end());
+			return source.ferry(args);
+		});
+		REQUIRE(source.fake.waitForSubscribers(1, 10s));
+		migration::MigrationStatus st = statusOf("m-1", migration::Phase::Aborted);
+		st.error = c.reason;
+		source.fake.addMigration(st);
+		source.fake.emit(eventOf("m-1", migration::Phase::Aborted, 0, c.reason));
+		Run result = run.get();
+		CHECK_MESSAGE(result.exitCode == 4, result.err);
+		auto status = api::fromJson<migration::MigrationStatus>(result.out);
+		REQUIRE_MESSAGE(status.ok(), result.out);
+		CHECK(std::string(api::phaseName(status->phase)) == "aborted");
+		CHECK(status->error == c.reason);
+		CHECK(contains(result.err, "ferry migrate: migration m-1 aborted: " + c.reason + "\n"));
+		CHECK(contains(result.err, "ferry migrate: the destination http://198.51.100.2:7411 " + c.hint));
+
+		// `ferry status` tells the same outcome, for scripts that used
+		// --no-wait.
+		Run shown = source.ferry({"status", "m-1"});
+		CHECK(shown.exitCode == 4);
+		CHECK(contains(shown.out, "error        " + c.reason + "\n"));
+
+		// Text: the reason on stdout as for any abort.
+		Agent again;
+		auto text = std::async(std::launch::async, [&] { return again.ferry(kMigrateArgs); });
+		REQUIRE(again.fake.waitForSubscribers(1, 10s));
+		again.fake.addMigration(st);
+		again.fake.emit(eventOf("m-1", migration::Phase::Aborted, 0, c.reason));
+		Run textResult = text.get();
+		CHECK(textResult.exitCode == 4);
+		CHECK(contains(textResult.out, "migration m-1 aborted: " + c.reason + "\n"));
+		CHECK(contains(textResult.err, c.hint));
+	}
 }
 
 TEST_CASE("list and status, text and JSON")

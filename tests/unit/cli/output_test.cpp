@@ -75,6 +75,65 @@ TEST_CASE("exit codes: transport 3, refused 4, not found 5, other failures 1")
 	CHECK(static_cast<int>(ExitCode::NotFound) == 5);
 }
 
+TEST_CASE("a migration's exit code: refused 4 when the destination answered 401 or 403, else aborted 1")
+{
+	// The source engine records the abort's Error::message(), with the
+	// migration id prepended to the context of the error the peer client
+	// made of the destination's answer (errorFromResponse).
+	auto aborted = [](const Error &cause) {
+		migration::MigrationStatus s = committedStatus();
+		s.phase = migration::Phase::Aborted;
+		s.error = Error(cause).at("migration", s.id).message();
+		return s;
+	};
+	auto answer = [](std::string what, int code, int status, std::string_view call) {
+		return makeError(std::move(what), code).at("status", std::to_string(status)).at("call", call);
+	};
+	migration::MigrationStatus refused =
+		aborted(answer("target netns is not allowed", EACCES, 403, "prepare").at("netns", "fe2e-not-allowed"));
+	CHECK(refusalStatus(refused) == 403);
+	CHECK(exitCodeFor(refused) == ExitCode::Refused);
+	migration::MigrationStatus token =
+		aborted(makeError("authentication refused by the agent", EACCES).at("status", "401").at("call", "prepare"));
+	CHECK(refusalStatus(token) == 401);
+	CHECK(exitCodeFor(token) == ExitCode::Refused);
+	// At any call, not only the negotiation.
+	CHECK(exitCodeFor(aborted(answer("restore: setsockopt(TCP_REPAIR)", EPERM, 403, "image"))) == ExitCode::Refused);
+
+	// Other answers and local failures are aborts like any other.
+	CHECK(exitCodeFor(aborted(answer("service address already configured", EEXIST, 409, "prepare"))) ==
+	      ExitCode::Failed);
+	CHECK(exitCodeFor(aborted(answer("restore failed", EIO, 500, "image"))) == ExitCode::Failed);
+	CHECK(exitCodeFor(aborted(makeError("request failed: Connection refused", ECONNREFUSED)
+					  .at("url", "http://198.51.100.2:7411/v1/incoming")
+					  .at("method", "POST"))) == ExitCode::Failed);
+	// EACCES on the source itself: no answer from anyone.
+	CHECK(exitCodeFor(aborted(errnoError(EACCES, "pidfd_getfd").at("pid", "4242"))) == ExitCode::Failed);
+	// A refusal quoted in another error's text is not why this one aborted.
+	migration::MigrationStatus quoted = aborted(
+		makeError("the destination aborted the commit: " + refused.error, ECANCELED));
+	CHECK(refusalStatus(quoted) == 0);
+	CHECK(exitCodeFor(quoted) == ExitCode::Failed);
+	// Only a whole field: status=4031 or xstatus=403 are not status=403.
+	CHECK(exitCodeFor(aborted(makeError("x", EIO).at("status", "4031"))) == ExitCode::Failed);
+	CHECK(exitCodeFor(aborted(makeError("x", EIO).at("xstatus", "403"))) == ExitCode::Failed);
+	// IPv6 flows put brackets in the context; the field still counts.
+	CHECK(exitCodeFor(aborted(answer("no", EACCES, 403, "image").at("flow", "[2001:db8::1]:80->[2001:db8::100]:4000"))) ==
+	      ExitCode::Refused);
+	// A reason with no context at all, as an operator's abort can read.
+	migration::MigrationStatus operatorAbort = committedStatus();
+	operatorAbort.phase = migration::Phase::Aborted;
+	operatorAbort.error = "aborted by the operator (ferry abort)";
+	CHECK(exitCodeFor(operatorAbort) == ExitCode::Failed);
+
+	// Not aborted: nothing was refused, whatever the text says.
+	migration::MigrationStatus running = refused;
+	running.phase = migration::Phase::Streaming;
+	CHECK(refusalStatus(running) == 0);
+	CHECK(exitCodeFor(running) == ExitCode::Ok);
+	CHECK(exitCodeFor(committedStatus()) == ExitCode::Ok);
+}
+
 TEST_CASE("bytes, durations and times")
 {
 	CHECK(formatBytes(0) == "0 B");
