@@ -152,8 +152,8 @@ Result<UniqueFd> prepareRestoreSocket(int family);
 // also on failure.
 Result<UniqueFd> restore(UniqueFd prepared, const ConnectionSnapshot &snap, const FreshSocketDefaults *fresh = nullptr);
 
-// Commit on the destination: leaves repair mode (the kernel sends a window
-// probe, which makes the peer repeat its ACK and window), queues the unsent
+// Commit on the destination: leaves repair mode (without the window probe
+// the kernel could send: the flow is still locked), queues the unsent
 // data, replays a FIN that had not been sent yet, then sets the options that
 // must follow repair mode (SO_REUSEADDR, buffers and their locks, Nagle/cork,
 // keepalive, timeouts, lingering). `fd` must come from restore(snap), with
