@@ -962,8 +962,10 @@ Result<UniqueFd> restoreImpl(UniqueFd prepared, const ConnectionSnapshot &s, con
 	uint32_t receiveStart = s.receiveSeq - static_cast<uint32_t>(s.receiveQueue.size()) - (plan.peerFin ? 1 : 0);
 	uint32_t sendStart = s.sendSeq - static_cast<uint32_t>(s.sendUnacked.size() + s.sendUnsent.size()) - finSeq;
 	// The send queue stays selected through bind and connect, which do not
-	// look at it; the queues below select their own, and one
-	// TCP_NO_QUEUE after them leaves the socket neutral.
+	// look at it; the queues below select their own. The last selection
+	// is left in place, as snapshot() leaves it: only reads and writes in
+	// repair mode look at it, every later one selects its own queue first,
+	// and leaving repair mode ignores it.
 	FERRY_TRY(selectQueue(fd.get(), TCP_RECV_QUEUE));
 	FERRY_TRY(setInt(fd.get(), SOL_TCP, TCP_QUEUE_SEQ, static_cast<int>(receiveStart), "TCP_QUEUE_SEQ"));
 	FERRY_TRY(selectQueue(fd.get(), TCP_SEND_QUEUE));
@@ -1012,7 +1014,6 @@ Result<UniqueFd> restoreImpl(UniqueFd prepared, const ConnectionSnapshot &s, con
 		FERRY_TRY(selectQueue(fd.get(), TCP_SEND_QUEUE));
 		FERRY_TRY(writeAll(fd.get(), s.sendUnacked, 0, s.sendUnacked.size(), "unacknowledged send queue"));
 	}
-	FERRY_TRY(selectQueue(fd.get(), TCP_NO_QUEUE));
 
 	// The window last: the kernel checks it against rcv_nxt, which the
 	// receive queue has just advanced.
