@@ -199,10 +199,11 @@ Result<netlink::SocketOwnerMap> mapOwnersAmong(const std::vector<pid_t> &members
 // A census of every flow, with the BPF pass, taken on a thread of its own
 // (in the workload's namespace) so that the stream need not wait for it:
 // for 10,000 flows it takes ~48 ms, during which the destination would
-// have nothing to restore. The census is taken after the freeze and under
-// the lock like any other (stream() runs after both), and is immutable once
-// taken (repair/diag_lookup.h), so the stream may use it from any batch on.
-// The destructor waits for the thread.
+// have nothing to restore. It starts right after the freeze, beside the
+// lock (a census must follow the freeze: repair/diag_lookup.h,
+// "Validity"; snapshot() checks each socket's receive counters against
+// it), and is immutable once taken, so the stream may use it from any
+// batch on. The destructor waits for the thread.
 class FullCensus {
 public:
 	FullCensus() = default;
@@ -277,6 +278,9 @@ struct SourceMigration::State {
 
 	std::string netnsSpec;
 	UniqueFd netns;
+	// Started by startFullCensus(), used by stream(); declared after
+	// `netns`, whose fd it borrows, so that it is joined first.
+	FullCensus fullCensus;
 	std::vector<TakenSocket> sockets;
 	std::vector<ProcessRef> stopped;   // frozen with SIGSTOP
 	std::optional<pid_t> handedOff;    // frozen by its own handoff
@@ -288,6 +292,7 @@ struct SourceMigration::State {
 	bool paused = false;               // resume on abort
 	std::string workloadState;
 	netlock::FlowLockPtr lock;
+	netlock::LockStrategy lockStrategy = netlock::LockStrategy::DropBothWays; // set by journalFreezing()
 	std::vector<AddressMove> removed;
 	PeerAgentPtr peer;
 	bool negotiated = false;
@@ -316,6 +321,12 @@ struct SourceMigration::State {
 	Status checkNothingLeftBehind();
 	Status freezeContainer();
 	void thawContainer();
+	// Journals "freezing" (with these fields), "locking" and "dumping".
+	Status journalFreezing(std::map<std::string, std::string> freezing);
+	// With many flows, starts the census with the BPF pass (which also
+	// reads each socket's user options: ~9 us of getsockopt saved per
+	// socket) aside, once the workload is frozen.
+	void startFullCensus();
 	Status lockFlows();
 	Status startImage();
 	Status stream();
@@ -518,7 +529,7 @@ Status SourceMigration::State::freezeContainer()
 		fields["handoff"] = std::to_string(*workload);
 	// Journaled before either step, so that recovery thaws what may be
 	// frozen (a thaw of a cgroup that is not frozen changes nothing).
-	FERRY_TRY(journal.append(kFreezing, fields));
+	FERRY_TRY(journalFreezing(std::move(fields)));
 	record->markBlackoutStart();
 	timer.start();
 	if (workload) {
@@ -574,7 +585,7 @@ Status SourceMigration::State::freeze()
 	if (request.selection.pid && context.handoff) {
 		auto workload = context.handoff->findWorkload(*request.selection.pid);
 		if (workload.ok()) {
-			FERRY_TRY(journal.append(kFreezing, {{"mode", "handoff"}, {"pid", std::to_string(*workload)}}));
+			FERRY_TRY(journalFreezing({{"mode", "handoff"}, {"pid", std::to_string(*workload)}}));
 			record->markBlackoutStart();
 			timer.start();
 			FERRY_TRY_ASSIGN(workloadState,
@@ -597,7 +608,7 @@ Status SourceMigration::State::freeze()
 		FERRY_TRY_ASSIGN(ProcessRef ref, processRef(pid));
 		refs.push_back(ref);
 	}
-	FERRY_TRY(journal.append(kFreezing, {{"mode", "stop"}, {"processes", formatProcesses(refs)}}));
+	FERRY_TRY(journalFreezing({{"mode", "stop"}, {"processes", formatProcesses(refs)}}));
 	record->markBlackoutStart();
 	timer.start();
 	stopped = refs;
@@ -661,26 +672,43 @@ Status SourceMigration::State::checkNothingLeftBehind()
 	return {};
 }
 
+// The lock and the dump are announced with the freeze, in one sync before
+// it, so that none is paid inside the blackout: every step is announced
+// before it is taken, and recovery's undo of one that never ran changes
+// nothing (no lock to sweep, a thaw of what is not frozen, repair mode on
+// and off again on a socket that was never dumped).
+Status SourceMigration::State::journalFreezing(std::map<std::string, std::string> freezing)
+{
+	lockStrategy = context.policy.lockStrategy;
+	if (!request.lockStrategy.empty()) {
+		auto parsed = netlock::parseLockStrategy(request.lockStrategy);
+		if (!parsed)
+			return makeError("unknown lock strategy '" + request.lockStrategy + "'", EINVAL);
+		lockStrategy = *parsed;
+	}
+	return journal.appendAll(
+		{{kFreezing, std::move(freezing)},
+		 {kLocking, {{"netns", netnsSpec}, {"strategy", std::string(netlock::strategyName(lockStrategy))}}},
+		 {kDumping, {{"holders", formatHolders(sockets)}}}});
+}
+
+void SourceMigration::State::startFullCensus()
+{
+	std::vector<FlowId> flows;
+	for (const TakenSocket &t : sockets)
+		if (isConnected(t.info))
+			flows.push_back(t.info.flow);
+	if (flows.size() >= kFullCensusMinFlows)
+		fullCensus.start(netns.get(), std::move(flows));
+}
+
 Status SourceMigration::State::lockFlows()
 {
 	std::vector<FlowId> flows;
 	for (const TakenSocket &s : sockets)
 		if (isConnected(s.info))
 			flows.push_back(s.info.flow);
-	netlock::LockStrategy strategy = context.policy.lockStrategy;
-	if (!request.lockStrategy.empty()) {
-		auto parsed = netlock::parseLockStrategy(request.lockStrategy);
-		if (!parsed)
-			return makeError("unknown lock strategy '" + request.lockStrategy + "'", EINVAL);
-		strategy = *parsed;
-	}
-	// The dump's holders are journaled with the lock, in one sync: both
-	// steps are announced before either is taken, and recovery's undo of
-	// a dump that never ran (repair on and off again) changes nothing.
-	FERRY_TRY(journal.appendAll({{kLocking, {{"netns", netnsSpec}, {"strategy", std::string(netlock::strategyName(strategy))}}},
-				     {kDumping, {{"holders", formatHolders(sockets)}}}}));
-	timer.mark("journal_locking_dumping");
-	lock = netlock::makeFlowLock(strategy);
+	lock = netlock::makeFlowLock(lockStrategy);
 	record->markLockStart();
 	FERRY_TRY(lock->lock(netnsSpec, id(), flows, repair::kCraftedPacketMark));
 	timer.mark("lock");
@@ -713,17 +741,9 @@ Status SourceMigration::State::stream()
 	std::optional<repair::SocketCensus> census;
 	bool censusFailed = false; // warned once
 	repair::SnapshotOptions snapshotOptions;
-	// With many flows, a census with the BPF pass (which also reads each
-	// socket's user options: ~9 us of getsockopt saved per socket) is taken
-	// on a thread of its own while the first batches go out with light
-	// censuses; the batches after it is ready use it (FullCensus).
-	FullCensus full;
-	std::vector<FlowId> allFlows;
-	for (const TakenSocket &t : sockets)
-		if (isConnected(t.info))
-			allFlows.push_back(t.info.flow);
-	if (allFlows.size() >= kFullCensusMinFlows)
-		full.start(netns.get(), std::move(allFlows));
+	// The first batches go out with light censuses until the full one
+	// (startFullCensus()) is ready; the batches after it use that.
+	FullCensus &full = fullCensus;
 	bool usingFull = false;
 	size_t next = 0;
 	bool finished = false;
@@ -992,6 +1012,7 @@ Status SourceMigration::State::forward()
 	FERRY_TRY(hitFailpoint("source.before_freeze"));
 	FERRY_TRY(startImage());
 	FERRY_TRY(freeze());
+	startFullCensus();
 	FERRY_TRY(checkAbort());
 	FERRY_TRY(checkNothingLeftBehind());
 	FERRY_TRY(lockFlows());
